@@ -1,0 +1,115 @@
+"""What test cells record for grading: ``check(name, value)``.
+
+Test cells run in the student's kernel, where the student's code could have replaced
+``torch.allclose``, ``assert`` helpers or ``__eq__``. So a test cell does not decide by
+itself whether it passed: it *records* the values it computed with ``check``, as plain
+data (numbers, strings, arrays) in files, and the grader compares them, in its own
+process, with the values the instructor's solution recorded for the same test code. A
+rigged object cannot survive the trip into a ``.npy`` file, and patching anything inside
+the kernel can only change what the student's own run records.
+
+Outside grading (``AUTOGRADER_CHECKS`` unset), ``check`` only returns its value, so
+students running their notebook see the visible tests' own ``assert`` messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "AUTOGRADER_CHECKS"
+RECORDS_FILE = "checks.jsonl"
+_counter = {"n": 0}
+
+
+def _execution_count() -> int | None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return None if shell is None else int(shell.execution_count)
+
+
+def _encode(value: Any, directory: Path) -> dict[str, Any]:
+    """Plain-data description of ``value``; arrays go to their own ``.npy`` file."""
+    import numpy as np
+
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the course always has torch
+        torch = None
+    if torch is not None and isinstance(value, torch.Tensor):
+        # Disable __torch_function__ overrides of tensor subclasses while reading the data.
+        with torch._C.DisableTorchFunctionSubclass():
+            data = torch.Tensor.detach(value).to("cpu")
+            dtype, device = str(value.dtype).removeprefix("torch."), value.device.type
+            if data.dtype == torch.bfloat16:
+                data = data.float()
+            array = np.array(data.numpy(), copy=True)
+        return _array_record(array, directory, dtype=dtype, device=device, kind="tensor")
+    if isinstance(value, np.ndarray):
+        return _array_record(np.array(value, copy=True), directory, dtype=str(value.dtype), device="cpu", kind="ndarray")
+    if value is None:
+        return {"kind": "none"}
+    if isinstance(value, bool):
+        return {"kind": "bool", "value": bool(value)}
+    if isinstance(value, int):
+        return {"kind": "int", "value": int(value)}
+    if isinstance(value, float):
+        number = float(value)
+        return {"kind": "float", "value": number if math.isfinite(number) else repr(number)}
+    if isinstance(value, str):
+        return {"kind": "str", "value": str(value)}
+    if isinstance(value, (list, tuple)):
+        return {"kind": "sequence", "items": [_encode(item, directory) for item in value]}
+    return {"kind": "unsupported", "type": type(value).__name__}
+
+
+def _array_record(array, directory: Path, *, dtype: str, device: str, kind: str) -> dict[str, Any]:
+    import numpy as np
+
+    _counter["n"] += 1
+    filename = f"value-{os.getpid()}-{_counter['n']}.npy"
+    np.save(directory / filename, array, allow_pickle=False)
+    return {"kind": kind, "dtype": dtype, "device": device, "shape": list(array.shape), "file": filename}
+
+
+def check(
+    name: str,
+    value: Any,
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+    at_least: float | None = None,
+    at_most: float | None = None,
+) -> Any:
+    """Record ``value`` under ``name`` for the grader and return it unchanged.
+
+    The grader compares the student's value with the solution's value for the same
+    ``name``: tensors and arrays by dtype, shape, device type and ``allclose(rtol, atol)``;
+    numbers within the same tolerances; ``at_least``/``at_most`` turn the comparison into a
+    threshold on a number (training checks). Tolerances are read from the solution's run,
+    never from the student's.
+    """
+    directory = os.environ.get(ENV_VAR)
+    if not directory:
+        return value
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        encoded = _encode(value, path)
+    except Exception as exc:  # a value that cannot be read is recorded as such, not raised
+        encoded = {"kind": "unsupported", "type": type(value).__name__, "error": str(exc)[:200]}
+    record = {
+        "name": str(name),
+        "value": encoded,
+        "criteria": {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most},
+        "execution_count": _execution_count(),
+    }
+    with open(path / RECORDS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    return value
