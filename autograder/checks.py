@@ -25,15 +25,6 @@ RECORDS_FILE = "checks.jsonl"
 _counter = {"n": 0}
 
 
-def _execution_count() -> int | None:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    shell = get_ipython()
-    return None if shell is None else int(shell.execution_count)
-
-
 def _encode(value: Any, directory: Path) -> dict[str, Any]:
     """Plain-data description of ``value``; arrays go to their own ``.npy`` file."""
     import numpy as np
@@ -108,7 +99,6 @@ def check(
         "name": str(name),
         "value": encoded,
         "criteria": {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most},
-        "execution_count": _execution_count(),
     }
     with open(path / RECORDS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

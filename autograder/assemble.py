@@ -1,0 +1,81 @@
+"""Step 2: rebuild the notebook to execute from the instructor's source.
+
+Every test cell, read-only cell and instruction comes from the source (hidden tests
+included), in the source's order, matched by nbgrader ``grade_id``; only the student's
+answer cells, and code cells they added of their own, come from the submission. Editing,
+deleting, reordering or stripping the metadata of a test cell therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+
+from autograder.cells import grade_id, is_answer
+from autograder.source import Assignment
+
+MISSING_ANSWER = "raise NotImplementedError('answer cell {gid!r} is missing from the submission')"
+
+
+class WrongAssignmentError(ValueError):
+    """The submission contains none of the assignment's answer cells."""
+
+
+def _clean(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    cell = copy.deepcopy(cell)
+    if cell.cell_type == "code":
+        cell.outputs = []
+        cell.execution_count = None
+    return cell
+
+
+def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Return the notebook to execute and notes about what was taken or missing."""
+    notes: list[str] = []
+    source_ids = {grade_id(c) for c in assignment.notebook.cells if grade_id(c)}
+    answers: dict[str, nbformat.NotebookNode] = {}
+    extras: dict[str | None, list[nbformat.NotebookNode]] = {}
+    anchor: str | None = None
+    for cell in submission.cells:
+        gid = grade_id(cell)
+        if gid in assignment.answer_ids:
+            if gid in answers:
+                notes.append(f"answer cell {gid!r} appears more than once; the first one was graded")
+                continue
+            answers[gid] = cell
+            anchor = gid
+        elif gid in source_ids:
+            continue  # a test or read-only cell: always taken from the source
+        elif cell.cell_type == "code" and cell.get("source", "").strip():
+            # A cell the student added (helpers, imports): kept, after the answer it followed.
+            extras.setdefault(anchor, []).append(cell)
+    if assignment.answer_ids and not answers:
+        raise WrongAssignmentError(
+            f"the notebook contains none of the answer cells of {assignment.name!r} "
+            f"({', '.join(assignment.answer_ids)}): is it the notebook of another assignment, "
+            "or was it re-created without the cell metadata?"
+        )
+    cells: list[nbformat.NotebookNode] = []
+    first_answer = True
+    for source_cell in assignment.notebook.cells:
+        gid = grade_id(source_cell)
+        if gid in assignment.answer_ids and is_answer(source_cell):
+            if first_answer:
+                cells += [_clean(c) for c in extras.get(None, [])]
+                first_answer = False
+            student = answers.get(gid)
+            cell = _clean(source_cell)
+            if student is None or student.cell_type != source_cell.cell_type:
+                notes.append(f"answer cell {gid!r} is missing from the submission (it scores 0)")
+                cell.source = MISSING_ANSWER.format(gid=gid) if cell.cell_type == "code" else ""
+            else:
+                cell.source = student.get("source", "")
+            cells.append(cell)
+            cells += [_clean(c) for c in extras.get(gid, [])]
+        else:
+            cells.append(_clean(source_cell))
+    nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(assignment.notebook.metadata))
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{index}"  # fresh ids: student cells may reuse the source's
+    return nb, notes

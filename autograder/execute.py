@@ -1,0 +1,212 @@
+"""Step 3: execute a notebook in a sandboxed process tree and collect what it recorded.
+
+Each execution gets a fresh working directory holding only its notebook, a clean
+environment, resource limits (memory, CPU time, file size, processes), a wall-clock limit
+for the whole notebook and a timeout per cell. Jobs and outcomes are plain data, so the
+same function runs in a local worker thread or on a remote Dask worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from autograder.checks import ENV_VAR, RECORDS_FILE
+from autograder.config import Limits
+
+MAX_RECORDS = 10_000
+
+
+@dataclass
+class ExecutionJob:
+    """Everything needed to execute one notebook, as plain data."""
+
+    notebook: str  # notebook JSON
+    parameters: dict[str, Any]
+    limits: Limits = field(default_factory=Limits)
+    gpu: int | None = None  # index of the GPU this job may see, None for none
+    label: str = ""
+    threads: int | None = None  # CPU threads for torch/BLAS, so workers do not oversubscribe
+
+
+@dataclass
+class ExecutionOutcome:
+    """What happened: ``status`` is ok, timeout, kernel_died, killed or runner_error."""
+
+    status: str
+    message: str
+    notebook: str | None  # executed notebook JSON (partial if the run was cut short)
+    records: list[dict[str, Any]]  # check() records, arrays inlined as .npy bytes
+    seconds: float
+    host: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _limit_resources(limits: Limits, gpu: bool) -> None:
+    """Runs in the child between fork and exec: apply the per-submission limits."""
+    os.setsid()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
+    if not gpu:  # CUDA maps far more address space than it uses; GPUs rely on the wall clock
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    if os.getuid() != 0:  # RLIMIT_NPROC is not enforced for root
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+
+
+def _environment(workdir: Path, job: ExecutionJob) -> dict[str, str]:
+    """A clean environment: nothing of the grader's own variables leaks into the sandbox."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        "PATH": os.pathsep.join([bin_dir, "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": str(workdir / "home"),
+        "TMPDIR": str(workdir / "tmp"),
+        "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+        "JUPYTER_DATA_DIR": str(workdir / "home" / ".jupyter"),
+        "IPYTHONDIR": str(workdir / "home" / ".ipython"),
+        "MPLCONFIGDIR": str(workdir / "tmp" / "matplotlib"),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LANG": "C.UTF-8",
+        ENV_VAR: str(workdir / "checks"),
+        "CUDA_VISIBLE_DEVICES": "" if job.gpu is None else str(job.gpu),
+    }
+    if os.environ.get("COURSE_DATA_DIR"):
+        env["COURSE_DATA_DIR"] = os.environ["COURSE_DATA_DIR"]
+    if job.threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(job.threads)
+    source = job.parameters.get("data_source")
+    if isinstance(source, str):
+        env["COURSE_DATA_SOURCE"] = source
+    return env
+
+
+def _kill_tree(root_pid: int, session: int | None) -> None:
+    """Kill the runner, its kernel and everything they started (kernels get their own session)."""
+    victims: list[psutil.Process] = []
+    try:
+        root = psutil.Process(root_pid)
+        victims = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        pass
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if session is not None and os.getsid(proc.pid) == session:
+                victims.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    for proc in victims:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+
+
+def read_records(checks_dir: Path) -> list[dict[str, Any]]:
+    """Parse ``checks.jsonl`` defensively: it was written by untrusted code."""
+    path = checks_dir / RECORDS_FILE
+    if not path.is_file():
+        return []
+    records: list[dict[str, Any]] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if len(records) >= MAX_RECORDS:
+                break
+            try:
+                record = json.loads(line)
+                name = str(record["name"])
+                value = _inline_arrays(record["value"], checks_dir)
+            except (ValueError, KeyError, TypeError, OSError):
+                continue
+            records.append({
+                "name": name,
+                "value": value,
+                "criteria": record.get("criteria") if isinstance(record.get("criteria"), dict) else {},
+            })
+    return records
+
+
+def _inline_arrays(value: Any, directory: Path) -> Any:
+    if not isinstance(value, dict):
+        raise TypeError("record value must be an object")
+    if "file" in value:
+        name = Path(str(value["file"])).name  # no path tricks: only files in the checks dir
+        value = {**value, "npy": (directory / name).read_bytes()}
+        del value["file"]
+    if value.get("kind") == "sequence":
+        value = {**value, "items": [_inline_arrays(v, directory) for v in value.get("items", [])]}
+    return value
+
+
+def execute(job: ExecutionJob) -> ExecutionOutcome:
+    """Run ``job`` in a fresh sandbox and return its outcome (never raises for bad notebooks)."""
+    limits = job.limits
+    workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
+    start = time.monotonic()
+    try:
+        for sub in ("work", "home", "tmp", "runtime", "checks"):
+            (workdir / sub).mkdir()
+        (workdir / "input.ipynb").write_text(job.notebook, encoding="utf-8")
+        (workdir / "job.json").write_text(json.dumps({
+            "parameters": job.parameters,
+            "cell_timeout": limits.cell_timeout,
+            "max_cell_output_bytes": limits.max_cell_output_bytes,
+            "max_output_bytes": limits.max_output_bytes,
+        }))
+        log = open(workdir / "runner.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autograder.runner", str(workdir)],
+            cwd=workdir / "work",
+            env=_environment(workdir, job),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: _limit_resources(limits, job.gpu is not None),
+        )
+        status, message = "ok", ""
+        try:
+            proc.wait(timeout=limits.notebook_timeout)
+        except subprocess.TimeoutExpired:
+            status = "timeout"
+            message = f"the notebook ran longer than its limit of {limits.notebook_timeout:.0f} s and was stopped"
+        finally:
+            _kill_tree(proc.pid, proc.pid)
+            proc.wait()
+            log.close()
+        status_file = workdir / "status.json"
+        if status == "ok":
+            if status_file.is_file():
+                reported = json.loads(status_file.read_text())
+                status, message = reported["status"], reported["message"]
+            else:
+                status = "killed"
+                message = f"the grading process was killed (exit status {proc.returncode}); " + _tail(workdir / "runner.log")
+        output = workdir / "output.ipynb"
+        notebook = output.read_text(encoding="utf-8") if output.is_file() else None
+        records = read_records(workdir / "checks")
+        return ExecutionOutcome(status, message, notebook, records, time.monotonic() - start, os.uname().nodename)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])[-1000:]

@@ -1,0 +1,279 @@
+"""``grade``: the pipeline that turns submissions into recorded grades.
+
+For each submission, in this order:
+
+1. load      read the file, or record why it cannot be read      (autograder.load)
+2. assemble  tests from the source, answers from the student      (autograder.assemble)
+3. execute   papermill in a sandbox, on a worker                  (autograder.execute)
+4. score     compare records with the solution's, outside         (autograder.score)
+5. record    gradebook + result JSON + executed notebook, at once (autograder.gradebook)
+
+Steps 1, 2, 4 and 5 run in this (coordinating) process; step 3 runs on local worker
+slots (one per GPU, else one per CPU core) or on a Dask cluster. Results are recorded as
+soon as they arrive, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from tqdm import tqdm
+
+from autograder.assemble import WrongAssignmentError, assemble
+from autograder.config import Course
+from autograder.execute import ExecutionJob, ExecutionOutcome, execute
+from autograder.gradebook import GradebookWriter
+from autograder.load import SubmissionError, read_submission
+from autograder.reference import reference_for
+from autograder.release import release
+from autograder.results import SubmissionResult
+from autograder.score import score_cells
+from autograder.source import Assignment, load_assignment
+
+MAX_ATTEMPTS = 3  # a submission whose runner is killed this often is recorded as failed
+
+
+@dataclass
+class GradeOptions:
+    """What ``grade`` was asked to do."""
+
+    students: list[str] | None = None
+    device: str = "auto"  # auto, cpu or cuda
+    workers: int | None = None
+    scheduler: str | None = None  # Dask scheduler address
+    force: bool = False
+    seed: int = 0
+    data_source: str = "offline"
+    quick: bool = True
+    progress: bool = True
+
+
+@dataclass
+class GradeReport:
+    """What a grading run did."""
+
+    assignment: str
+    results: list[SubmissionResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[SubmissionResult]:
+        return [r for r in self.results if r.status != "graded"]
+
+
+def find_submissions(course: Course, assignment: str, students: list[str] | None) -> dict[str, Path | None]:
+    """``student -> notebook path`` from ``submitted/<student>/<assignment>/``."""
+    found: dict[str, Path | None] = {}
+    root = course.submitted
+    for student_dir in sorted(root.iterdir()) if root.is_dir() else []:
+        folder = student_dir / assignment
+        if not folder.is_dir() or (students and student_dir.name not in students):
+            continue
+        preferred = folder / f"{assignment}.ipynb"
+        notebooks = sorted(folder.glob("*.ipynb"))
+        found[student_dir.name] = preferred if preferred.exists() else (notebooks[0] if len(notebooks) == 1 else None)
+    missing = sorted(set(students or []) - set(found))
+    for student in missing:
+        found[student] = None
+    return found
+
+
+def gpu_count(device: str) -> int:
+    if device == "cpu":
+        return 0
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "cuda" and count == 0:
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is visible here")
+    return count
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class LocalWorkers:
+    """Worker slots on this machine; each job runs in its own sandboxed process tree."""
+
+    def __init__(self, workers: int, gpus: int) -> None:
+        self.slots = list(range(workers))
+        self.gpus = gpus
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grader")
+        self.free = list(self.slots)
+
+    def submit(self, job: ExecutionJob) -> Future:
+        slot = self.free.pop(0)
+        job.gpu = slot % self.gpus if self.gpus else None
+        future = self.pool.submit(execute, job)
+        future.slot = slot  # type: ignore[attr-defined]
+        return future
+
+    def release(self, future: Future) -> None:
+        self.free.append(future.slot)  # type: ignore[attr-defined]
+
+    @property
+    def capacity(self) -> int:
+        return len(self.slots)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskWorkers:
+    """The same jobs on a Dask cluster; GPU workers declare ``--resources GPU=1``."""
+
+    def __init__(self, address: Any, gpus: bool) -> None:
+        from distributed import Client
+
+        self.client = address if hasattr(address, "submit") else Client(address)
+        self.gpus = gpus
+        self.capacity = max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+
+    def submit(self, job: ExecutionJob) -> Future:
+        job.gpu = 0 if self.gpus else None  # each GPU worker sees its own GPU as device 0
+        resources = {"GPU": 1} if self.gpus else None
+        return self.client.submit(execute, job, resources=resources, pure=False, retries=0)
+
+    def release(self, future: Future) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _prepare(assignment: Assignment, student: str, path: Path | None, course: Course) -> tuple[SubmissionResult, str | None]:
+    """Steps 1-2: the result so far and the notebook to execute (None when there is nothing to run)."""
+    result = SubmissionResult(student, assignment.name, "graded")
+    if path is None:
+        result.status = "failed"
+        result.problems.append("no notebook found: expected submitted/<student>/<assignment>/<assignment>.ipynb")
+        return result, None
+    result.submission_sha256 = _sha256(path)
+    try:
+        submission, notes = read_submission(path, course.limits)
+        runnable, more_notes = assemble(assignment, submission)
+    except (SubmissionError, WrongAssignmentError) as exc:
+        result.status = "failed"
+        result.problems.append(str(exc))
+        return result, None
+    result.notes += notes + more_notes
+    if any("missing" in n for n in more_notes):
+        result.status = "problem"
+        result.problems.append("answer cells are missing from the submission")
+    return result, nbformat.writes(runnable)
+
+
+def _finish(assignment: Assignment, reference, result: SubmissionResult, outcome: ExecutionOutcome | None) -> None:
+    """Step 4 on a prepared result."""
+    result.cells = score_cells(assignment, reference, outcome)
+    result.reference = reference.key
+    if outcome is None:
+        return
+    result.seconds, result.host = outcome.seconds, outcome.host
+    if outcome.status != "ok":
+        result.status = "problem" if outcome.notebook else "failed"
+        result.problems.append(outcome.message)
+
+
+def grade(
+    course: Course,
+    name: str,
+    options: GradeOptions,
+    on_result: Callable[[SubmissionResult], None] | None = None,
+) -> GradeReport:
+    """Grade the submissions of assignment ``name``; see the module docstring."""
+    assignment = load_assignment(course, name)
+    gpus = gpu_count(options.device) if not options.scheduler else 0
+    use_cuda = gpus > 0 or options.device == "cuda"
+    parameters = {"device": "cuda" if use_cuda else "cpu", "seed": options.seed,
+                  "data_source": options.data_source, "quick": options.quick}
+    report = GradeReport(name)
+    with GradebookWriter(course) as gradebook:
+        if not gradebook.has_assignment(assignment):
+            release(course, name)  # registers the assignment's cells in the gradebook
+        reference = reference_for(course, assignment, parameters)
+        pending: list[tuple[SubmissionResult, str]] = []
+        for student, path in find_submissions(course, name, options.students).items():
+            out_dir = course.autograded / student / name
+            if not options.force and path is not None and (out_dir / "result.json").is_file():
+                previous = SubmissionResult.load(out_dir / "result.json")
+                if previous.submission_sha256 == _sha256(path) and previous.reference == reference.key:
+                    report.skipped.append(student)
+                    continue
+            result, notebook = _prepare(assignment, student, path, course)
+            if notebook is None:
+                _finish(assignment, reference, result, None)
+                _record(course, gradebook, assignment, result, None, report, on_result)
+            else:
+                pending.append((result, notebook))
+        if options.scheduler:
+            workers: LocalWorkers | DaskWorkers = DaskWorkers(options.scheduler, use_cuda)
+        else:
+            count = options.workers or (gpus if gpus else (os.cpu_count() or 1))
+            workers = LocalWorkers(max(1, min(count, len(pending) or 1)), gpus)
+        threads = max(1, (os.cpu_count() or 1) // workers.capacity) if not use_cuda else None
+        bar = tqdm(total=len(pending), desc=f"grading {name}", unit="nb", disable=not options.progress)
+        try:
+            for result, outcome in _run(pending, parameters, course, workers, threads):
+                _finish(assignment, reference, result, outcome)
+                _record(course, gradebook, assignment, result, outcome, report, on_result)
+                bar.update(1)
+        finally:
+            bar.close()
+            workers.close()
+    return report
+
+
+def _run(pending, parameters, course, workers, threads) -> Iterator[tuple[SubmissionResult, ExecutionOutcome]]:
+    """Keep every worker busy; retry submissions whose runner was killed."""
+    queue = list(pending)
+    attempts: dict[str, int] = {}
+    running: dict[Future, tuple[SubmissionResult, str]] = {}
+
+    def start(result: SubmissionResult, notebook: str) -> None:
+        attempts[result.student] = attempts.get(result.student, 0) + 1
+        job = ExecutionJob(notebook, dict(parameters), course.limits, label=result.student, threads=threads)
+        running[workers.submit(job)] = (result, notebook)
+
+    while queue or running:
+        while queue and len(running) < workers.capacity:
+            start(*queue.pop(0))
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in done:
+            result, notebook = running.pop(future)
+            workers.release(future)
+            try:
+                outcome = future.result()
+            except Exception as exc:  # a Dask worker died (KilledWorker) or the task failed
+                outcome = ExecutionOutcome("killed", f"the worker running it died: {type(exc).__name__}: {exc}", None, [], 0.0)
+            if outcome.status == "killed" and attempts[result.student] < MAX_ATTEMPTS:
+                queue.append((result, notebook))
+                continue
+            if outcome.status == "killed":
+                outcome.message = f"{outcome.message} (killed its worker {attempts[result.student]} times; gave up)"
+            yield result, outcome
+
+
+def _record(course, gradebook, assignment, result, outcome, report, on_result) -> None:
+    """Step 5: the gradebook, then the files, as soon as one result is known."""
+    out_dir = course.autograded / result.student / assignment.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if outcome is not None and outcome.notebook is not None:
+        (out_dir / f"{assignment.name}.ipynb").write_text(outcome.notebook, encoding="utf-8")
+    gradebook.record(assignment, result)
+    result.save(out_dir / "result.json")
+    report.results.append(result)
+    if on_result:
+        on_result(result)

@@ -1,0 +1,64 @@
+"""Step 5: record results in nbgrader's gradebook (SQLite by default, any SQLAlchemy URL).
+
+Only the coordinating process writes here; workers return results as data. That avoids
+nbgrader's "database is locked" problem with parallel autograding (nbgrader issue 174).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from nbgrader.api import Gradebook, MissingEntry
+
+from autograder.config import Course, ensure_tools_on_path
+from autograder.results import SubmissionResult
+from autograder.source import Assignment
+
+
+class GradebookWriter:
+    """An open gradebook for one grading run (opening one costs about a second)."""
+
+    def __init__(self, course: Course) -> None:
+        ensure_tools_on_path()
+        self.gradebook = Gradebook(course.db_url, "dl-course")
+
+    def __enter__(self) -> GradebookWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.gradebook.close()
+
+    def has_assignment(self, assignment: Assignment) -> bool:
+        try:
+            notebook = self.gradebook.find_notebook(assignment.name, assignment.name)
+        except MissingEntry:
+            return False
+        known = {c.name for c in notebook.grade_cells}
+        return known == {g.grade_id for g in assignment.graded_cells}
+
+    def record(self, assignment: Assignment, result: SubmissionResult) -> None:
+        with warnings.catch_warnings():  # nbgrader's own SQLAlchemy usage warns on autoflush
+            warnings.simplefilter("ignore")
+            self._record(assignment, result)
+
+    def _record(self, assignment: Assignment, result: SubmissionResult) -> None:
+        gb = self.gradebook
+        gb.update_or_create_student(result.student)
+        gb.update_or_create_submission(assignment.name, result.student)
+        for cell in result.cells:
+            grade = gb.find_grade(cell.grade_id, assignment.name, assignment.name, result.student)
+            grade.auto_score = cell.score
+            # An instructor's manual score always wins; unscored cells wait for one.
+            grade.needs_manual_grade = grade.manual_score is None and cell.score is None
+        for gid in assignment.answer_ids:
+            try:
+                comment = gb.find_comment(gid, assignment.name, assignment.name, result.student)
+            except MissingEntry:
+                continue
+            missing = any(gid in note and "missing" in note for note in result.notes)
+            comment.auto_comment = "No response." if missing else None
+        gb.db.commit()
+
+    def scores(self, assignment: str) -> dict[str, float]:
+        """Total score per student as the gradebook holds it (manual scores included)."""
+        return {s.student.id: s.score for s in self.gradebook.find_assignment(assignment).submissions}

@@ -1,0 +1,131 @@
+"""Compare a student's ``check`` records with the solution's, in the grader's process.
+
+Both sides are plain data read from files (numbers, strings, ``.npy`` arrays), so nothing
+the student's code did to objects in its kernel can influence the comparison. Messages
+say what is wrong without showing hidden inputs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict on one recorded check."""
+
+    name: str
+    passed: bool
+    message: str = ""
+
+
+def decode_array(value: dict[str, Any]) -> np.ndarray:
+    return np.load(io.BytesIO(value["npy"]), allow_pickle=False)
+
+
+def _number(value: dict[str, Any]) -> float | None:
+    kind = value.get("kind")
+    if kind in ("int", "float", "bool"):
+        try:
+            return float(value["value"])
+        except (TypeError, ValueError, KeyError):
+            return None
+    if kind in ("tensor", "ndarray") and value.get("shape") in ([], [1]):
+        array = decode_array(value)
+        return float(array.reshape(-1)[0]) if array.dtype.kind in "biuf" else None
+    return None
+
+
+def _criteria(reference: dict[str, Any]) -> tuple[float, float, float | None, float | None]:
+    c = reference.get("criteria", {})
+    return float(c.get("rtol", 1e-4)), float(c.get("atol", 1e-6)), c.get("at_least"), c.get("at_most")
+
+
+def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float) -> str:
+    """Empty string when equal within tolerance, else what differs."""
+    kind, got_kind = ref.get("kind"), got.get("kind")
+    if got_kind == "unsupported":
+        return f"expected a {kind}, got an object of type {got.get('type')} that cannot be checked"
+    if kind in ("tensor", "ndarray"):
+        if got_kind != kind:
+            return f"expected a {kind}, got a {got_kind}"
+        if got.get("dtype") != ref.get("dtype"):
+            return f"expected dtype {ref.get('dtype')}, got {got.get('dtype')}"
+        if list(got.get("shape", [])) != list(ref.get("shape", [])):
+            return f"expected shape {tuple(ref.get('shape', []))}, got {tuple(got.get('shape', []))}"
+        if kind == "tensor" and got.get("device") != ref.get("device"):
+            return f"expected a tensor on {ref.get('device')}, got one on {got.get('device')}"
+        expected, actual = decode_array(ref), decode_array(got)
+        if actual.shape != expected.shape:
+            return "the recorded array does not match its declared shape"
+        if expected.dtype.kind not in "fc":
+            return "" if np.array_equal(actual, expected) else "values differ from the expected ones"
+        if not np.array_equal(np.isnan(actual), np.isnan(expected)):
+            return "NaN where a number was expected (or a number where NaN was expected)"
+        if not np.array_equal(np.isinf(actual), np.isinf(expected)) or not np.array_equal(
+            actual[np.isinf(actual)], expected[np.isinf(expected)]
+        ):
+            return "infinite values where finite ones were expected (or the reverse)"
+        finite = np.isfinite(expected)
+        a, e = actual[finite].astype(np.float64), expected[finite].astype(np.float64)
+        if a.size and not np.allclose(a, e, rtol=rtol, atol=atol):
+            worst = float(np.max(np.abs(a - e)))
+            return f"values differ from the expected ones (largest difference {worst:.3g}; tolerance rtol={rtol:g}, atol={atol:g})"
+        return ""
+    if kind == "sequence":
+        if got_kind != "sequence":
+            return f"expected a sequence, got a {got_kind}"
+        items, got_items = ref.get("items", []), got.get("items", [])
+        if len(items) != len(got_items):
+            return f"expected {len(items)} items, got {len(got_items)}"
+        for i, (r, g) in enumerate(zip(items, got_items, strict=True)):
+            problem = _compare_values(r, g, rtol, atol)
+            if problem:
+                return f"item {i}: {problem}"
+        return ""
+    if kind in ("int", "float"):
+        expected, actual = _number(ref), _number(got)
+        if got_kind not in ("int", "float") or actual is None:
+            return f"expected a number, got a {got_kind}"
+        if expected is None:
+            return "the expected value is not a number"
+        if math.isnan(expected) or math.isnan(actual):
+            return "" if math.isnan(expected) and math.isnan(actual) else "NaN mismatch"
+        if kind == "int" and got_kind == "int":
+            return "" if expected == actual else f"expected {expected:g}, got {actual:g}"
+        return "" if math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol) else f"got {actual:.6g}, which differs from the expected value"
+    if kind in ("bool", "str", "none"):
+        if got_kind != kind or got.get("value") != ref.get("value"):
+            return f"expected {ref.get('value')!r}, got {got.get('value')!r}" if kind == "bool" else "the value differs from the expected one"
+        return ""
+    return f"cannot compare values of kind {kind}"
+
+
+def compare(reference: dict[str, Any], student: list[dict[str, Any]]) -> CheckResult:
+    """Judge the student's records named like ``reference`` (all records with that name)."""
+    name = reference["name"]
+    if not student:
+        return CheckResult(name, False, "not recorded: the test stopped before this check (see the error above)")
+    if len(student) > 1:
+        return CheckResult(name, False, "recorded more than once: a test's checks run exactly once")
+    rtol, atol, at_least, at_most = _criteria(reference)
+    got = student[0]["value"]
+    if at_least is not None or at_most is not None:
+        value = _number(got)
+        if value is None or math.isnan(value):
+            return CheckResult(name, False, f"expected a number, got a {got.get('kind')}")
+        if at_least is not None and value < float(at_least):
+            return CheckResult(name, False, f"got {value:.4g}, needs at least {float(at_least):g}")
+        if at_most is not None and value > float(at_most):
+            return CheckResult(name, False, f"got {value:.4g}, needs at most {float(at_most):g}")
+        return CheckResult(name, True, f"{value:.4g}")
+    try:
+        problem = _compare_values(reference["value"], got, rtol, atol)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        problem = f"the recorded value could not be read ({type(exc).__name__})"
+    return CheckResult(name, not problem, problem)

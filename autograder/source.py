@@ -1,0 +1,87 @@
+"""Step 0: the instructor's source notebook of an assignment (solutions + hidden tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from autograder.cells import grade_id, is_answer, is_autograded_test, is_manual, points
+from autograder.config import Course
+
+CHECK_CALL = re.compile(r"\bcheck\(")
+
+
+class SourceError(ValueError):
+    """The instructor's source notebook is not gradeable as it stands."""
+
+
+@dataclass(frozen=True)
+class GradedCell:
+    """A cell that carries points: ``kind`` is ``"auto"`` (test) or ``"manual"`` (answer)."""
+
+    grade_id: str
+    kind: str
+    points: float
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """An assignment as defined by ``solutions/<name>/<name>.ipynb``."""
+
+    name: str
+    path: Path
+    notebook: nbformat.NotebookNode
+    graded_cells: tuple[GradedCell, ...]
+    answer_ids: tuple[str, ...]
+
+    @property
+    def max_score(self) -> float:
+        return sum(c.points for c in self.graded_cells)
+
+    @property
+    def digest(self) -> str:
+        """Changes whenever the source notebook changes (keys the reference cache)."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+
+
+def list_assignments(course: Course) -> list[str]:
+    if not course.solutions.is_dir():
+        return []
+    return sorted(p.name for p in course.solutions.iterdir() if (p / f"{p.name}.ipynb").is_file())
+
+
+def load_assignment(course: Course, name: str) -> Assignment:
+    """Read and validate the source notebook of ``name``."""
+    path = course.solutions / name / f"{name}.ipynb"
+    if not path.is_file():
+        known = ", ".join(list_assignments(course)) or "none"
+        raise SourceError(f"no assignment {name!r}: {path} does not exist (known: {known})")
+    nb = nbformat.read(path, as_version=4)
+    seen: set[str] = set()
+    graded: list[GradedCell] = []
+    answers: list[str] = []
+    for index, cell in enumerate(nb.cells):
+        gid = grade_id(cell)
+        if gid is None:
+            continue
+        if gid in seen:
+            raise SourceError(f"{path}: grade_id {gid!r} is used twice (cell {index})")
+        seen.add(gid)
+        if is_answer(cell):
+            answers.append(gid)
+        if is_autograded_test(cell):
+            if not CHECK_CALL.search(cell.source):
+                raise SourceError(
+                    f"{path}: test cell {gid!r} records no check(...): the grader could not "
+                    "verify it outside the student's kernel"
+                )
+            graded.append(GradedCell(gid, "auto", points(cell)))
+        elif is_manual(cell):
+            graded.append(GradedCell(gid, "manual", points(cell)))
+    if not any(c.kind == "auto" for c in graded):
+        raise SourceError(f"{path}: no autograded test cells")
+    return Assignment(name, path, nb, tuple(graded), tuple(answers))
