@@ -1,0 +1,154 @@
+"""The command line: ``python -m autograder COMMAND`` (also ``course-grader COMMAND``).
+
+Run from the course root (or pass ``--course``). Exit status: 0 when everything went
+well; for ``grade``, the number of submissions with problems (at most 100); 2 for usage
+or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autograder.config import Course, Limits
+
+
+def _course(args: argparse.Namespace) -> Course:
+    limits = Limits(
+        cell_timeout=args.timeout if getattr(args, "timeout", None) else Limits.cell_timeout,
+        notebook_timeout=getattr(args, "notebook_timeout", None) or Limits.notebook_timeout,
+    )
+    return Course(Path(args.course), db_url=args.db or "", limits=limits)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from autograder.release import release
+    from autograder.source import list_assignments
+
+    course = _course(args)
+    names = [args.assignment] if args.assignment else list_assignments(course)
+    for name in names:
+        print(f"released {name}: {release(course, name)}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from autograder.collect import collect
+
+    report = collect(_course(args), Path(args.path), args.assignment)
+    for student, assignment, origin in report.imported:
+        print(f"imported {student}/{assignment} from {origin}")
+    for problem in report.problems:
+        print(f"NOT IMPORTED: {problem}", file=sys.stderr)
+    print(f"{len(report.imported)} imported, {len(report.problems)} problems")
+    return 1 if report.problems else 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from autograder.grade import GradeOptions, grade
+
+    options = GradeOptions(
+        students=args.students, device=args.device, workers=args.workers, scheduler=args.scheduler,
+        force=args.force, seed=args.seed, data_source=args.data_source, quick=not args.full,
+    )
+    report = grade(_course(args), args.assignment, options)
+    width = max([len(r.student) for r in report.results] + [7])
+    print(f"\n{'student':<{width}}  {'score':>11}  status   problems")
+    for r in sorted(report.results, key=lambda r: r.student):
+        manual = "+" if r.needs_manual_grading else " "
+        print(f"{r.student:<{width}}  {r.score:5g}/{r.max_score:<4g}{manual}  {r.status:<8} {'; '.join(r.problems)[:120]}")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} already graded (use --force to regrade): {', '.join(report.skipped)}")
+    print("(+: written answers await manual grading)")
+    problems = len(report.problems)
+    print(f"{len(report.results)} graded, {problems} with problems")
+    return min(problems, 100)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from autograder.load import SubmissionError
+    from autograder.validate import format_report, validate
+
+    try:
+        report = validate(Path(args.notebook), {"data_source": args.data_source} if args.data_source else {})
+    except SubmissionError as exc:
+        print(f"{args.notebook}: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from autograder.feedback import feedback
+
+    paths = feedback(_course(args), args.assignment)
+    print(f"wrote {len(paths)} feedback pages under {_course(args).feedback}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from autograder.export import export
+
+    csv_path, report = export(_course(args), args.assignment)
+    print(f"grades: {csv_path}\nreport: {report}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
+    p.add_argument("--course", default=".", help="course root (default: current folder)")
+    p.add_argument("--db", default="", help="gradebook URL (default: sqlite:///<course>/gradebook.db)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("release", help="student versions of one or all assignments into release/")
+    s.add_argument("assignment", nargs="?")
+    s.set_defaults(func=cmd_release)
+
+    s = sub.add_parser("collect", help="import submissions from a folder or an LMS zip")
+    s.add_argument("path")
+    s.add_argument("--assignment", help="only this assignment")
+    s.set_defaults(func=cmd_collect)
+
+    s = sub.add_parser("grade", help="execute and score submissions")
+    s.add_argument("assignment")
+    s.add_argument("--students", nargs="+")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    s.add_argument("--workers", type=int)
+    s.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
+    s.add_argument("--timeout", type=float, help="seconds per cell (default 120)")
+    s.add_argument("--notebook-timeout", type=float, help="seconds per notebook (default 900)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--data-source", choices=["auto", "download", "offline"], default="offline")
+    s.add_argument("--full", action="store_true", help="grade with quick=False (full training runs)")
+    s.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("validate", help="run your notebook's visible tests before submitting")
+    s.add_argument("notebook")
+    s.add_argument("--data-source", choices=["auto", "download", "offline"])
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("feedback", help="an HTML feedback page per student")
+    s.add_argument("assignment")
+    s.set_defaults(func=cmd_feedback)
+
+    s = sub.add_parser("export", help="CSV of grades and a report with plots")
+    s.add_argument("assignment")
+    s.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from autograder.source import SourceError
+
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SourceError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

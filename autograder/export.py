@@ -1,0 +1,111 @@
+"""``export``: a CSV of grades and a report with plots.
+
+Scores are read from the gradebook, so an instructor's manual grades (and overrides of
+automatic ones) are what gets exported.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
+
+from autograder.config import Course, ensure_tools_on_path  # noqa: E402
+from autograder.results import SubmissionResult  # noqa: E402
+from autograder.source import load_assignment  # noqa: E402
+
+
+@dataclass
+class Row:
+    student: str
+    scores: dict[str, float | None]  # grade_id -> final score (None: not graded yet)
+    total: float
+    status: str
+    seconds: float
+    problems: str
+
+
+def final_scores(course: Course, name: str) -> list[Row]:
+    """One row per graded student: manual scores where given, else automatic ones."""
+    ensure_tools_on_path()
+    assignment = load_assignment(course, name)
+    rows: list[Row] = []
+    with Gradebook(course.db_url, "dl-course") as gb:
+        for student_dir in sorted(course.autograded.glob(f"*/{name}/result.json")):
+            result = SubmissionResult.load(student_dir)
+            scores: dict[str, float | None] = {}
+            for cell in assignment.graded_cells:
+                try:
+                    grade = gb.find_grade(cell.grade_id, name, name, result.student)
+                    scores[cell.grade_id] = grade.score if not grade.needs_manual_grade else None
+                except MissingEntry:
+                    scores[cell.grade_id] = None
+            total = sum(v or 0.0 for v in scores.values())
+            rows.append(Row(result.student, scores, total, result.status, result.seconds, " | ".join(result.problems)))
+    return rows
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def export(course: Course, name: str) -> tuple[Path, Path]:
+    """Write ``exports/<name>.csv`` and ``exports/<name>-report.html``; return both paths."""
+    assignment = load_assignment(course, name)
+    rows = final_scores(course, name)
+    course.exports.mkdir(parents=True, exist_ok=True)
+    ids = [c.grade_id for c in assignment.graded_cells]
+    csv_path = course.exports / f"{name}.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["student", *ids, "total", "max_score", "status", "needs_manual_grading", "problems"])
+        for row in rows:
+            cells = ["" if row.scores[i] is None else f"{row.scores[i]:g}" for i in ids]
+            pending = any(row.scores[i] is None for i in ids)
+            writer.writerow([row.student, *cells, f"{row.total:g}", f"{assignment.max_score:g}", row.status, pending, row.problems])
+
+    figures = []
+    if rows:
+        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(ids)), 3.2))
+        data = [[r.scores[i] for r in rows if r.scores[i] is not None] for i in ids]
+        maxima = {c.grade_id: c.points for c in assignment.graded_cells}
+        ax.boxplot([d or [0] for d in data], tick_labels=ids, showmeans=True)
+        for x, (gid, values) in enumerate(zip(ids, data, strict=True), start=1):
+            ax.scatter([x] * len(values), values, s=12, alpha=0.6)
+            ax.hlines(maxima[gid], x - 0.3, x + 0.3, colors="gray", linestyles="dotted")
+        ax.set_ylabel("score (dotted: maximum)")
+        ax.set_title(f"{name}: score distribution per question (n={len(rows)})")
+        ax.tick_params(axis="x", rotation=30)
+        figures.append(("Scores per question", _png(fig)))
+        fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(rows)), 3))
+        ax.bar([r.student for r in rows], [r.seconds for r in rows], color=["tab:red" if r.status != "graded" else "tab:blue" for r in rows])
+        ax.set_ylabel("seconds")
+        ax.set_title("Grading time per submission (red: problems)")
+        ax.tick_params(axis="x", rotation=60)
+        figures.append(("Time per submission", _png(fig)))
+    report = course.exports / f"{name}-report.html"
+    table = "".join(
+        f"<tr><td>{html.escape(r.student)}</td><td>{r.total:g}</td><td>{html.escape(r.status)}</td>"
+        f"<td>{r.seconds:.1f}</td><td>{html.escape(r.problems)}</td></tr>" for r in rows
+    )
+    body = "".join(f"<h2>{t}</h2><img alt='{t}' src='data:image/png;base64,{data}'>" for t, data in figures)
+    report.write_text(
+        f"<!doctype html><meta charset='utf-8'><title>{name} grades</title>"
+        f"<h1>{html.escape(name)}: {len(rows)} submissions, maximum {assignment.max_score:g}</h1>{body}"
+        f"<h2>Submissions</h2><table border=1 cellpadding=4><tr><th>student</th><th>total</th><th>status</th>"
+        f"<th>seconds</th><th>problems</th></tr>{table}</table>",
+        encoding="utf-8",
+    )
+    return csv_path, report
