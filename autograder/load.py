@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -45,7 +46,9 @@ def read_submission(path: Path, limits: Limits) -> tuple[nbformat.NotebookNode, 
     if not isinstance(version, int) or version < 3 or version > 4:
         raise SubmissionError(f"nbformat version {version!r} is not supported (3 and 4 are)")
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():  # duplicate cell ids etc. are repaired, not fatal
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several types for malformed documents
         raise SubmissionError(f"the notebook is malformed and cannot be upgraded/read: {exc}") from exc
     if version < 4:

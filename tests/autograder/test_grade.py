@@ -1,0 +1,152 @@
+"""End to end: every fixture submission graded in one run, with exact expected scores."""
+
+import csv
+import shutil
+
+import pytest
+
+from autograder import cli
+from autograder.config import Course, Limits
+from autograder.grade import GradeOptions, grade
+from autograder.gradebook import GradebookWriter
+from tests.autograder.conftest import SUBMISSIONS, make_course, submit
+
+pytestmark = pytest.mark.slow
+
+# fixture -> (auto score out of 5, status). The written answer (1 point) awaits a human.
+EXPECTED = {
+    "correct": (5.0, "graded"),
+    "partly_wrong": (3.5, "graded"),  # mean sums: test_mean keeps only its unchanged-input checks
+    "raising": (3.0, "graded"),
+    "looping": (3.0, "graded"),  # test_double interrupted by the cell timeout, later cells run
+    "tampered": (3.0, "graded"),  # edited tests are replaced by the source's
+    "deleted_tests": (5.0, "graded"),  # deleted tests come back from the source
+    "stripped_tests": (5.0, "graded"),  # tests without metadata: the source's still run
+    "missing_answer": (2.0, "problem"),
+    "kills_kernel": (2.0, "problem"),  # os._exit in the mean answer: what ran before counts
+    "sys_exit": (2.0, "graded"),  # SystemExit stops that cell; mean is never defined
+    "rigged": (3.0, "graded"),  # __eq__ always True and a patched torch.allclose gain nothing
+    "fake_output": (3.0, "graded"),  # forged outputs and points in the metadata are ignored
+    "extra_helper": (5.0, "graded"),  # a helper cell the student added is kept
+    "old_nbformat": (5.0, "graded"),
+    "corrupted": (0.0, "failed"),
+    "empty": (0.0, "failed"),
+    "not_a_notebook": (0.0, "failed"),
+    "other_assignment": (0.0, "failed"),
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("e2e") / "course", cell_timeout=8)
+    for name in EXPECTED:
+        submit(course, name.replace("_", "-"), name)
+    status = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "8"])
+    return course, status
+
+
+def test_every_submission_gets_its_exact_score(graded):
+    course, _ = graded
+    with GradebookWriter(course) as gb:
+        scores = gb.scores("tiny")
+    assert scores == {name.replace("_", "-"): score for name, (score, _) in EXPECTED.items()}
+
+
+def test_status_and_reasons_are_recorded(graded):
+    from autograder.results import SubmissionResult
+
+    course, status = graded
+    results = {p.parent.parent.name: SubmissionResult.load(p) for p in course.autograded.glob("*/tiny/result.json")}
+    assert {s: r.status for s, r in results.items()} == {n.replace("_", "-"): st for n, (_, st) in EXPECTED.items()}
+    assert status == sum(st != "graded" for _, st in EXPECTED.values())  # exit status counts problems
+    assert "not valid JSON" in results["corrupted"].problems[0]
+    assert "empty" in results["empty"].problems[0]
+    assert "not a Jupyter notebook" in results["not-a-notebook"].problems[0]
+    assert "none of the answer cells" in results["other-assignment"].problems[0]
+    assert "kernel died" in results["kills-kernel"].problems[0]
+    assert "missing" in results["missing-answer"].problems[0]
+    assert any("nbformat 3" in n for n in results["old-nbformat"].notes)
+    looping = {c.grade_id: c for c in results["looping"].cells}
+    assert "timed out" in looping["test_double"].error.lower() or "interrupt" in looping["test_double"].error.lower() or looping["test_double"].error
+    assert all(c.score is None for c in results["correct"].cells if c.kind == "manual")
+    # executed notebooks are kept for audit
+    assert (course.autograded / "correct" / "tiny" / "tiny.ipynb").is_file()
+
+
+def test_export_and_feedback(graded):
+    course, _ = graded
+    assert cli.main(["--course", str(course.root), "export", "tiny"]) == 0
+    rows = list(csv.DictReader(open(course.exports / "tiny.csv")))
+    by_student = {r["student"]: r for r in rows}
+    assert by_student["partly-wrong"]["test_mean"] == "1.5" and by_student["partly-wrong"]["total"] == "3.5"
+    assert by_student["correct"]["q_mean"] == "" and by_student["correct"]["needs_manual_grading"] == "True"
+    report = (course.exports / "tiny-report.html").read_text()
+    assert report.count("data:image/png;base64,") == 2
+    assert cli.main(["--course", str(course.root), "feedback", "tiny"]) == 0
+    page = (course.feedback / "partly-wrong" / "tiny" / "feedback.html").read_text()
+    assert "3.5 / 6" in page and "values differ" in page
+    hidden = open(course.solutions / "tiny" / "tiny.ipynb").read()
+    assert "torch.randn(7, 4" in hidden and "torch.randn(7, 4" not in page  # hidden test code never shown
+
+
+def test_resume_after_interruption(tmp_path):
+    course = make_course(tmp_path / "course")
+    for student, fixture in [("a", "correct"), ("b", "partly_wrong"), ("c", "raising")]:
+        submit(course, student, fixture)
+    seen = []
+
+    def crash_after_first(result):
+        seen.append(result.student)
+        raise KeyboardInterrupt  # the instructor's laptop goes to sleep
+
+    with pytest.raises(KeyboardInterrupt):
+        grade(course, "tiny", GradeOptions(workers=1, progress=False), on_result=crash_after_first)
+    report = grade(course, "tiny", GradeOptions(workers=1, progress=False))
+    assert seen[0] in report.skipped and len(report.results) == 2
+    with GradebookWriter(course) as gb:
+        assert gb.scores("tiny") == {"a": 5.0, "b": 3.5, "c": 3.0}
+    again = grade(course, "tiny", GradeOptions(workers=1, progress=False))
+    assert sorted(again.skipped) == ["a", "b", "c"] and not again.results
+    forced = grade(course, "tiny", GradeOptions(workers=2, progress=False, force=True))
+    assert sorted(r.student for r in forced.results) == ["a", "b", "c"]
+
+
+def test_dask_cluster_gives_the_same_gradebook_as_serial(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    fixtures = {"a": "correct", "b": "partly_wrong", "c": "tampered", "d": "rigged"}
+    serial, parallel = make_course(tmp_path / "serial"), make_course(tmp_path / "parallel")
+    for course in (serial, parallel):
+        for student, fixture in fixtures.items():
+            submit(course, student, fixture)
+    grade(serial, "tiny", GradeOptions(workers=1, progress=False))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            grade(parallel, "tiny", GradeOptions(scheduler=client, progress=False))
+    with GradebookWriter(serial) as a, GradebookWriter(parallel) as b:
+        assert a.scores("tiny") == b.scores("tiny") == {"a": 5.0, "b": 3.5, "c": 3.0, "d": 3.0}
+
+
+@pytest.mark.gpu
+def test_grading_on_cuda(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
+    course = make_course(tmp_path / "course")
+    submit(course, "a", "correct")
+    submit(course, "b", "partly_wrong")
+    report = grade(course, "tiny", GradeOptions(device="cuda", progress=False))
+    assert {r.student: r.score for r in report.results} == {"a": 5.0, "b": 3.5}
+
+
+def test_same_scores_twice(tmp_path):
+    course = make_course(tmp_path / "course")
+    submit(course, "a", "partly_wrong")
+    first = grade(course, "tiny", GradeOptions(workers=1, progress=False)).results[0]
+    second = grade(course, "tiny", GradeOptions(workers=1, progress=False, force=True)).results[0]
+    assert [c.score for c in first.cells] == [c.score for c in second.cells]
+    assert shutil.which  # determinism holds across runs; seeds are parameters
+
+
+def test_limits_are_typed():
+    assert Limits().cell_timeout > 0 and Course(".").db_url.startswith("sqlite:///")
+    assert SUBMISSIONS.is_dir()

@@ -1,0 +1,153 @@
+"""Fast tests of the individual steps: load, assemble, compare, collect, release."""
+
+import io
+import json
+import zipfile
+
+import nbformat
+import numpy as np
+import pytest
+
+from autograder.assemble import WrongAssignmentError, assemble
+from autograder.cells import grade_id
+from autograder.collect import collect
+from autograder.config import Limits
+from autograder.load import SubmissionError, read_submission
+from autograder.records import compare
+from autograder.release import release
+from autograder.source import SourceError, load_assignment
+from tests.autograder.conftest import SUBMISSIONS
+
+
+def npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def tensor(array, dtype=None, device="cpu"):
+    array = np.asarray(array)
+    return {"kind": "tensor", "dtype": dtype or str(array.dtype), "device": device, "shape": list(array.shape), "npy": npy(array)}
+
+
+def ref(value, **criteria):
+    return {"name": "x", "value": value, "criteria": {"rtol": 1e-4, "atol": 1e-6, "at_least": None, "at_most": None, **criteria}}
+
+
+@pytest.mark.parametrize(("fixture", "message"), [
+    ("empty", "empty"), ("corrupted", "not valid JSON"), ("not_a_notebook", "not a Jupyter notebook"),
+])
+def test_unreadable_submissions_say_why(fixture, message):
+    with pytest.raises(SubmissionError, match=message):
+        read_submission(SUBMISSIONS / f"{fixture}.ipynb", Limits())
+
+
+def test_oversized_notebook_is_not_read(tmp_path):
+    big = tmp_path / "big.ipynb"
+    big.write_bytes(b" " * (2 * 2**20))
+    with pytest.raises(SubmissionError, match="over the 1 MiB limit"):
+        read_submission(big, Limits(max_notebook_bytes=2**20))
+
+
+def test_old_nbformat_is_upgraded():
+    nb, notes = read_submission(SUBMISSIONS / "old_nbformat.ipynb", Limits())
+    assert nb.nbformat == 4 and "nbformat 3" in notes[0]
+
+
+def test_assemble_takes_tests_from_source_and_answers_from_student(course):
+    assignment = load_assignment(course, "tiny")
+    nb, _ = read_submission(SUBMISSIONS / "tampered.ipynb", Limits())
+    built, notes = assemble(assignment, nb)
+    by_id = {grade_id(c): c for c in built.cells if grade_id(c)}
+    source = {grade_id(c): c for c in assignment.notebook.cells if grade_id(c)}
+    assert by_id["test_double"].source == source["test_double"].source  # hidden tests restored
+    assert by_id["double"].source == "def double(x):\n    return 0"
+    ids = [grade_id(c) for c in built.cells if grade_id(c)]
+    assert ids == [grade_id(c) for c in assignment.notebook.cells if grade_id(c)]  # the source's order
+    assert not notes
+
+
+def test_assemble_keeps_student_helpers_after_their_answer(course):
+    assignment = load_assignment(course, "tiny")
+    nb, _ = read_submission(SUBMISSIONS / "extra_helper.ipynb", Limits())
+    built, _ = assemble(assignment, nb)
+    sources = [c.source for c in built.cells]
+    helper = sources.index("def _twice(x):\n    return x + x")
+    assert helper < [grade_id(c) for c in built.cells].index("test_double")
+
+
+def test_assemble_rejects_another_assignment(course):
+    nb, _ = read_submission(SUBMISSIONS / "other_assignment.ipynb", Limits())
+    with pytest.raises(WrongAssignmentError, match="none of the answer cells"):
+        assemble(load_assignment(course, "tiny"), nb)
+
+
+def test_missing_answer_is_noted(course):
+    nb, _ = read_submission(SUBMISSIONS / "missing_answer.ipynb", Limits())
+    built, notes = assemble(load_assignment(course, "tiny"), nb)
+    assert notes == ["answer cell 'mean' is missing from the submission (it scores 0)"]
+    assert "NotImplementedError" in next(c.source for c in built.cells if grade_id(c) == "mean")
+
+
+def test_compare_tensors():
+    expected = tensor(np.array([1.0, 2.0], dtype=np.float32))
+    assert compare(ref(expected), [{"value": tensor(np.array([1.0, 2.00001], dtype=np.float32))}]).passed
+    assert "dtype" in compare(ref(expected), [{"value": tensor(np.array([1.0, 2.0]))}]).message
+    assert "shape" in compare(ref(expected), [{"value": tensor(np.array([[1.0, 2.0]], dtype=np.float32))}]).message
+    assert "on cpu, got one on cuda" in compare(ref(expected), [{"value": tensor(np.array([1.0, 2.0], dtype=np.float32), device="cuda")}]).message
+    assert "NaN" in compare(ref(expected), [{"value": tensor(np.array([1.0, np.nan], dtype=np.float32))}]).message
+    assert "differ" in compare(ref(expected), [{"value": tensor(np.array([1.0, 3.0], dtype=np.float32))}]).message
+
+
+def test_compare_rejects_duplicates_missing_and_rigged_values():
+    expected = ref({"kind": "int", "value": 6})
+    assert compare(expected, [{"value": {"kind": "int", "value": 6}}]).passed
+    assert not compare(expected, []).passed
+    assert "more than once" in compare(expected, [{"value": {"kind": "int", "value": 6}}] * 2).message
+    assert not compare(expected, [{"value": {"kind": "unsupported", "type": "Always"}}]).passed
+    assert not compare(expected, [{"value": {"kind": "str", "value": "6"}}]).passed
+
+
+def test_thresholds_come_from_the_reference():
+    threshold = ref({"kind": "float", "value": 0.95}, at_least=0.8)
+    assert compare(threshold, [{"value": {"kind": "float", "value": 0.81}, "criteria": {"at_least": 0.0}}]).passed
+    assert not compare(threshold, [{"value": {"kind": "float", "value": 0.5}, "criteria": {"at_least": 0.0}}]).passed
+
+
+def test_collect_accepts_the_three_layouts(course, tmp_path):
+    correct = (SUBMISSIONS / "correct.ipynb").read_bytes()
+    nbgrader_layout = tmp_path / "in1" / "ann" / "tiny"
+    nbgrader_layout.mkdir(parents=True)
+    (nbgrader_layout / "mine.ipynb").write_bytes(correct)
+    flat = tmp_path / "in2"
+    flat.mkdir()
+    (flat / "ben_tiny.ipynb").write_bytes(correct)
+    (flat / "mystery.ipynb").write_bytes(correct)
+    lms = tmp_path / "lms.zip"
+    with zipfile.ZipFile(lms, "w") as z:
+        z.writestr("cleo_12345_67890_tiny-1.ipynb", correct)
+        z.writestr("../escape_tiny.ipynb", correct)
+    reports = [collect(course, p) for p in (tmp_path / "in1", flat, lms)]
+    imported = sorted((s, a) for r in reports for s, a, _ in r.imported)
+    assert imported == [("ann", "tiny"), ("ben", "tiny"), ("cleo", "tiny")]
+    problems = [p for r in reports for p in r.problems]
+    assert any("mystery" in p and "no known assignment" in p for p in problems)
+    assert any("escape" in p for p in problems)
+    assert (course.submitted / "cleo" / "tiny" / "tiny.ipynb").read_bytes() == correct
+
+
+def test_source_must_record_checks(course):
+    path = course.solutions / "tiny" / "tiny.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if grade_id(cell) == "test_double":
+            cell.source = "assert double(3) == 6"
+    nbformat.write(nb, path)
+    with pytest.raises(SourceError, match="records no check"):
+        load_assignment(course, "tiny")
+
+
+def test_release_strips_solutions_and_hidden_tests(course):
+    text = release(course, "tiny").read_text()
+    assert "return 2 * x" not in text and "torch.randn(5, 3)" not in text and "Rows are examples" not in text
+    assert json.loads(text)["cells"]
