@@ -75,7 +75,6 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
             cells += [_clean(c) for c in extras.get(gid, [])]
         else:
             cells.append(_clean(source_cell))
-    nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(assignment.notebook.metadata))
-    for index, cell in enumerate(nb.cells):
+    for index, cell in enumerate(cells):
         cell["id"] = f"cell-{index}"  # fresh ids: student cells may reuse the source's
-    return nb, notes
+    return nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(assignment.notebook.metadata)), notes

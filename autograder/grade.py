@@ -123,6 +123,9 @@ class LocalWorkers:
     def release(self, future: Future) -> None:
         self.free.append(future.slot)  # type: ignore[attr-defined]
 
+    def wait(self, futures: list[Future]) -> set[Future]:
+        return wait(futures, return_when=FIRST_COMPLETED).done
+
     @property
     def capacity(self) -> int:
         return len(self.slots)
@@ -148,6 +151,11 @@ class DaskWorkers:
 
     def release(self, future: Future) -> None:
         pass
+
+    def wait(self, futures: list) -> set:
+        from distributed import wait as dask_wait
+
+        return set(dask_wait(futures, return_when="FIRST_COMPLETED").done)
 
     def close(self) -> None:
         pass
@@ -250,8 +258,7 @@ def _run(pending, parameters, course, workers, threads) -> Iterator[tuple[Submis
     while queue or running:
         while queue and len(running) < workers.capacity:
             start(*queue.pop(0))
-        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-        for future in done:
+        for future in workers.wait(list(running)):
             result, notebook = running.pop(future)
             workers.release(future)
             try:

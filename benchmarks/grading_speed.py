@@ -1,0 +1,83 @@
+"""Grading speed: this autograder against stock ``nbgrader autograde``, in one run.
+
+    .venv/bin/python benchmarks/grading_speed.py [--assignment softmax] [--n 16] [--workers 2]
+
+Grades the same N submissions (copies of the solution) three ways on this machine and
+prints the times side by side: papermill alone (execution only, one after another),
+stock ``nbgrader autograde`` (serial, its own gradebook), and ``autograder grade`` with
+``--workers`` local workers. Overhead per submission = our time per submission x workers
+minus papermill's time per submission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def setup(base: Path, assignment: str, n: int) -> Path:
+    course = base / "course"
+    shutil.copytree(ROOT / "solutions" / assignment, course / "solutions" / assignment)
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        "c.CourseDirectory.source_directory = 'solutions'\n"
+        f"c.CourseDirectory.db_url = 'sqlite:///{course}/nbgrader.db'\n"
+        "c.Execute.timeout = 600\n"
+    )
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    subprocess.run([BIN / "nbgrader", "generate_assignment", assignment, "--force"], cwd=course, env=env,
+                   check=True, capture_output=True)
+    for i in range(n):
+        target = course / "submitted" / f"s{i:02d}" / assignment / f"{assignment}.ipynb"
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(course / "solutions" / assignment / f"{assignment}.ipynb", target)
+    return course
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assignment", default="softmax")
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "COURSE_DATA_SOURCE": "offline"}
+    with tempfile.TemporaryDirectory() as tmp:
+        course = setup(Path(tmp), args.assignment, args.n)
+        source = course / "solutions" / args.assignment / f"{args.assignment}.ipynb"
+
+        start = time.perf_counter()
+        for i in range(args.n):
+            subprocess.run([BIN / "papermill", source, Path(tmp) / f"pm{i}.ipynb", "-p", "quick", "True",
+                            "-p", "data_source", "offline", "--no-progress-bar"], env=env, check=True, capture_output=True)
+        papermill = time.perf_counter() - start
+
+        start = time.perf_counter()
+        subprocess.run([BIN / "nbgrader", "autograde", args.assignment, "--force"], cwd=course, env=env, capture_output=True)
+        nbgrader = time.perf_counter() - start
+
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "autograder", "--course", str(course), "--db", f"sqlite:///{course}/ours.db",
+                        "grade", args.assignment, "--workers", str(args.workers), "--device", "cpu"],
+                       env=env, capture_output=True)
+        ours = time.perf_counter() - start
+
+    per = lambda t: t / args.n  # noqa: E731
+    print(f"{args.n} submissions of {args.assignment!r}, {os.cpu_count()} cores, {args.workers} workers")
+    print(f"{'papermill alone (serial)':<32}{papermill:8.1f} s  {per(papermill):6.2f} s/submission")
+    print(f"{'nbgrader autograde (serial)':<32}{nbgrader:8.1f} s  {per(nbgrader):6.2f} s/submission")
+    print(f"{'autograder grade':<32}{ours:8.1f} s  {per(ours):6.2f} s/submission (includes the reference run)")
+    print(f"speed-up over nbgrader: {nbgrader / ours:.2f}x (target >= 1.8x)")
+    print(f"overhead per submission: {per(ours) * args.workers - per(papermill):+.2f} s (target <= 0.5 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Every assignment in solutions/: its solution earns full marks when graded like a
+submission, its unanswered student version earns zero without breaking the grader, and
+the student version carries no solution code and no hidden test."""
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.cells import grade_id, is_answer
+from autograder.config import Course, Limits
+from autograder.grade import GradeOptions, grade
+from autograder.release import release
+from autograder.source import list_assignments, load_assignment
+
+ROOT = Path(__file__).resolve().parents[2]
+ASSIGNMENTS = list_assignments(Course(ROOT))
+SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+
+
+def course_with(tmp_path: Path, name: str) -> Course:
+    root = tmp_path / "course"
+    shutil.copytree(ROOT / "solutions" / name, root / "solutions" / name)
+    return Course(root, limits=Limits(cell_timeout=300, notebook_timeout=600))
+
+
+def test_there_are_assignments():
+    assert "softmax" in ASSIGNMENTS
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_student_version_has_no_solutions_or_hidden_tests(name, tmp_path):
+    course = course_with(tmp_path, name)
+    source = load_assignment(course, name).notebook
+    released = nbformat.read(release(course, name), as_version=4)
+    text = "\n".join(c.source for c in released.cells)
+    for cell in source.cells:
+        for block in SOLUTION.findall(cell.source) + HIDDEN.findall(cell.source):
+            lines = [ln.strip() for ln in block.splitlines() if len(ln.strip()) > 12]
+            leaked = [ln for ln in lines if ln in text and ln not in SOLUTION.sub("", cell.source)]
+            assert not leaked, f"{name}: solution/hidden lines in the student version: {leaked[:3]}"
+    answers = [c for c in released.cells if is_answer(c) and c.cell_type == "code"]
+    assert answers and all("raise NotImplementedError" in c.source for c in answers)
+    assert {grade_id(c) for c in released.cells if grade_id(c)} == {grade_id(c) for c in source.cells if grade_id(c)}
+    assert any("parameters" in c.metadata.get("tags", []) for c in released.cells)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_solution_full_marks_and_blank_release_zero(name, tmp_path):
+    course = course_with(tmp_path, name)
+    for student, path in [("solution", course.solutions / name / f"{name}.ipynb"), ("blank", release(course, name))]:
+        target = course.submitted / student / name / f"{name}.ipynb"
+        target.parent.mkdir(parents=True)
+        shutil.copyfile(path, target)
+    report = grade(course, name, GradeOptions(workers=2, progress=False, device="cpu"))
+    results = {r.student: r for r in report.results}
+    auto_max = sum(c.points for c in results["solution"].cells if c.kind == "auto")
+    failing = [(c.grade_id, [k.message for k in c.checks if not k.passed]) for c in results["solution"].cells if c.kind == "auto" and c.score != c.points]
+    assert results["solution"].score == auto_max, failing
+    assert results["solution"].status == "graded", results["solution"].problems
+    assert results["blank"].score == 0.0 and results["blank"].status == "graded"
+    assert any(c.kind == "manual" for c in results["solution"].cells), "written answers are graded by hand"
