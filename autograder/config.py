@@ -20,6 +20,8 @@ class Limits:
     max_cell_output_bytes: int = 2**20  # outputs kept per cell; the rest is dropped
     max_output_bytes: int = 16 * 2**20  # outputs kept per notebook
     max_notebook_bytes: int = 64 * 2**20  # larger submissions are rejected unread
+    scratch_bytes: int = 2**30  # private /tmp (and /var/tmp, /dev/shm) of an isolated job
+    gpu_memory_fraction: float = 0.9  # torch's per-process cap on a shared GPU (a guard, not a wall)
 
 
 @dataclass(frozen=True)

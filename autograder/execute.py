@@ -8,6 +8,7 @@ same function runs in a local worker thread or on a remote Dask worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -22,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from autograder import sandbox
 from autograder.checks import ENV_VAR, RECORDS_FILE
 from autograder.config import Limits
 
@@ -55,16 +57,47 @@ class ExecutionOutcome:
         return asdict(self)
 
 
-def _limit_resources(limits: Limits, gpu: bool) -> None:
+COURSE_ROOT = Path(__file__).resolve().parents[1]  # where lib/ and autograder/ live
+
+
+@functools.cache
+def isolated() -> bool:
+    """Whether submissions run in namespaces as an unprivileged user; warns once when not."""
+    if os.environ.get("AUTOGRADER_NO_ISOLATION") == "1" or not sandbox.isolation_available():
+        print(
+            "WARNING: the autograder is not running as root (or this kernel refuses namespaces): "
+            "submissions run with resource limits only, WITHOUT network, filesystem or user "
+            "isolation. Grade untrusted work as root on a dedicated machine.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True
+
+
+def _limit_resources(limits: Limits, gpu: bool, cgroup: sandbox.Cgroup | None) -> None:
     """Runs in the child between fork and exec: apply the per-submission limits."""
+    if cgroup is not None:
+        cgroup.add(os.getpid())  # before exec, so every descendant is in the group
     os.setsid()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
     if not gpu:  # CUDA maps far more address space than it uses; GPUs rely on the wall clock
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    if os.getuid() != 0:  # RLIMIT_NPROC is not enforced for root
+    if os.getuid() != 0:  # RLIMIT_NPROC is not enforced for root (the sandbox sets it after dropping)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+
+
+def _gpu_guard(workdir: Path, fraction: float) -> None:
+    """An IPython startup file capping torch's share of a shared GPU for this kernel."""
+    startup = workdir / "home" / ".ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-gpu-share.py").write_text(
+        "import torch\n"
+        "if torch.cuda.is_available():\n"
+        f"    torch.cuda.set_per_process_memory_fraction({fraction!r})\n"
+    )
 
 
 def _environment(workdir: Path, job: ExecutionJob) -> dict[str, str]:
@@ -158,6 +191,7 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
     limits = job.limits
     workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
     start = time.monotonic()
+    lease = cgroup = spec_file = None
     try:
         for sub in ("work", "home", "tmp", "runtime", "checks"):
             (workdir / sub).mkdir()
@@ -168,15 +202,35 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             "max_cell_output_bytes": limits.max_cell_output_bytes,
             "max_output_bytes": limits.max_output_bytes,
         }))
+        if job.gpu is not None:
+            _gpu_guard(workdir, limits.gpu_memory_fraction)
+        env = _environment(workdir, job)
+        command = [sys.executable, "-m", "autograder.runner", str(workdir)]
+        if isolated():
+            lease = sandbox.UidLease()
+            cgroup = sandbox.Cgroup(workdir.name, limits.memory_bytes, limits.max_processes)
+            for path in [workdir, *workdir.rglob("*")]:
+                os.chown(path, lease.uid, lease.uid)
+            workdir.chmod(0o700)
+            extra = [Path(env["COURSE_DATA_DIR"])] if env.get("COURSE_DATA_DIR") else []
+            hide, keep = sandbox.jail_paths(COURSE_ROOT, extra)
+            fd, name = tempfile.mkstemp(prefix="autograder-sandbox-", suffix=".json")
+            spec_file = Path(name)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"workdir": str(workdir), "hide": [str(p) for p in hide], "keep": [str(p) for p in keep],
+                           "uid": lease.uid, "env": env, "scratch_bytes": limits.scratch_bytes,
+                           "limits": {"max_processes": limits.max_processes}}, f)
+            command = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
+                       sys.executable, "-m", "autograder.sandbox", str(spec_file)]
         log = open(workdir / "runner.log", "wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "autograder.runner", str(workdir)],
+            command,
             cwd=workdir / "work",
-            env=_environment(workdir, job),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _limit_resources(limits, job.gpu is not None),
+            preexec_fn=lambda: _limit_resources(limits, job.gpu is not None, cgroup),
         )
         status, message = "ok", ""
         try:
@@ -192,16 +246,24 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
         if status == "ok":
             if status_file.is_file():
                 reported = json.loads(status_file.read_text())
-                status, message = reported["status"], reported["message"]
+                status, message = str(reported.get("status", "runner_error")), str(reported.get("message", ""))
             else:
                 status = "killed"
                 message = f"the grading process was killed (exit status {proc.returncode}); " + _tail(workdir / "runner.log")
+        if cgroup is not None and cgroup.oom_killed():
+            message = f"{message} (the submission exceeded its memory limit of {limits.memory_bytes / 2**30:.1f} GiB)"
         output = workdir / "output.ipynb"
-        notebook = output.read_text(encoding="utf-8") if output.is_file() else None
+        notebook = output.read_text(encoding="utf-8", errors="replace") if output.is_file() else None
         records = read_records(workdir / "checks")
         return ExecutionOutcome(status, message, notebook, records, time.monotonic() - start, os.uname().nodename)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        if spec_file is not None:
+            spec_file.unlink(missing_ok=True)
+        if cgroup is not None:
+            cgroup.remove()
+        if lease is not None:
+            lease.release()
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -1,0 +1,181 @@
+"""Isolation of one submission's process tree (Linux, when the grader runs as root).
+
+``execute`` starts ``unshare --net --mount --pid --fork --mount-proc --kill-child python -m
+autograder.sandbox ...``. Inside the new namespaces this module, still root:
+
+1. hides the course: a tmpfs over the course root, with only ``lib/``, ``autograder/``
+   and the Python environment bound back (read-only), so solutions, hidden tests, the
+   gradebook, other submissions and ``.git`` are out of reach;
+2. gives the job private, size-limited ``/tmp``, ``/var/tmp`` and ``/dev/shm`` and binds
+   its own working directory at ``/tmp/job`` (other jobs' directories are invisible);
+3. brings up loopback only (the kernel talks to papermill over it; nothing else is
+   reachable) and mounts a fresh ``/proc`` (the grader's processes and their
+   environments cannot be read);
+4. drops to an unprivileged uid of its own, applies the resource limits and execs the
+   runner, which is PID 1 of the namespace: when it ends, everything it started ends.
+
+Without root (an instructor's laptop), :func:`isolation_available` is False and the
+grader says so once, loudly; submissions then run with resource limits only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+UID_BASE = 61000  # sandbox uids 61000-61999: one per concurrently running job
+UID_COUNT = 1000
+JOB_DIR = Path("/tmp/job")
+LOCK_DIR = Path("/run/lock/autograder") if Path("/run/lock").is_dir() else Path("/tmp/.autograder-locks")
+
+
+def isolation_available() -> bool:
+    """Root, util-linux ``unshare`` and namespaces that can actually be created here."""
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("mount"):
+        return False
+    probe = subprocess.run(["unshare", "--net", "--mount", "--pid", "--fork", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+class UidLease:
+    """An unused sandbox uid, held (with a file lock) while its job runs."""
+
+    def __init__(self) -> None:
+        LOCK_DIR.mkdir(parents=True, exist_ok=True)
+        for uid in range(UID_BASE, UID_BASE + UID_COUNT):
+            handle = open(LOCK_DIR / f"{uid}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            self.uid, self._handle = uid, handle
+            return
+        raise RuntimeError("all sandbox uids are in use")
+
+    def release(self) -> None:
+        self._handle.close()
+
+
+class Cgroup:
+    """A cgroup v1 memory + pids group for one job, where the kernel offers it."""
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, name: str, memory_bytes: int, max_pids: int) -> None:
+        self.dirs: list[Path] = []
+        for controller, settings in (
+            ("memory", {"memory.limit_in_bytes": memory_bytes, "memory.memsw.limit_in_bytes": memory_bytes}),
+            ("pids", {"pids.max": max_pids}),
+        ):
+            path = self.ROOT / controller / "autograder" / name
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                continue
+            for key, value in settings.items():
+                try:
+                    (path / key).write_text(str(value))
+                except OSError:
+                    pass  # e.g. no swap accounting: memsw is absent
+            self.dirs.append(path)
+
+    def add(self, pid: int) -> None:
+        for path in self.dirs:
+            try:
+                (path / "cgroup.procs").write_text(str(pid))
+            except OSError:
+                pass
+
+    def oom_killed(self) -> bool:
+        for path in self.dirs:
+            control = path / "memory.oom_control"
+            if control.is_file() and "oom_kill 0" not in control.read_text() and "oom_kill " in control.read_text():
+                return True
+        return False
+
+    def remove(self) -> None:
+        for path in self.dirs:
+            try:
+                path.rmdir()
+            except OSError:
+                pass
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def _bind_back(fd: int, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{fd}", str(target))
+    _mount("-o", "remount,bind,ro", str(target))
+
+
+def jail_paths(course_root: Path, extra_keep: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(hide, keep): what to cover with an empty tmpfs, and what to bind back read-only.
+
+    Kept: the course's ``lib`` and ``autograder``, the Python environment and the Python
+    installation it was made from, and any data cache. Hidden: the course root, the
+    grader's home, and every ancestor of a kept path that others may not enter (such as
+    ``/root``), which the unprivileged sandbox user could not traverse otherwise.
+    """
+    keep = [course_root / "lib", course_root / "autograder", Path(sys.prefix), Path(sys.base_prefix), *extra_keep]
+    keep = [p.resolve() for p in keep if p.exists()]
+    hide = {course_root.resolve(), Path.home().resolve()}
+    for path in keep:
+        for parent in path.parents:
+            if parent != Path("/") and not (parent.stat().st_mode & 0o001):
+                hide.add(parent)
+    ordered: list[Path] = []
+    for path in sorted(hide, key=lambda p: len(p.parts)):
+        if path != Path("/") and not any(h in path.parents for h in ordered):
+            ordered.append(path)
+    return ordered, sorted(set(keep), key=lambda p: len(p.parts))
+
+
+def enter(spec: dict) -> None:
+    """Runs as root inside the new namespaces: build the jail, drop privileges, exec the runner."""
+    _mount("--make-rprivate", "/")
+    workdir = Path(spec["workdir"])
+    hide = [Path(p) for p in spec["hide"]]
+    keep = [Path(p) for p in spec["keep"]]
+    fds = {path: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in [workdir, *keep]}
+    for path in hide:
+        _mount("-t", "tmpfs", "-o", "size=16m,mode=755", "tmpfs", str(path))
+    for path in keep:
+        if any(h == path or h in path.parents for h in hide):
+            _bind_back(fds[path], path)
+    scratch = f"size={spec['scratch_bytes']},mode=1777"
+    for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
+        if Path(tmp).is_dir():
+            _mount("-t", "tmpfs", "-o", scratch, "tmpfs", tmp)
+    JOB_DIR.mkdir(parents=True, exist_ok=True)
+    _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{fds[workdir]}", str(JOB_DIR))
+    for fd in fds.values():
+        os.close(fd)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+
+    uid = int(spec["uid"])
+    limits = spec["limits"]
+    resource.setrlimit(resource.RLIMIT_NPROC, (limits["max_processes"], limits["max_processes"]))
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    os.chdir(JOB_DIR / "work")
+    env = {k: v.replace(str(workdir), str(JOB_DIR)) for k, v in spec["env"].items()}
+    os.execve(sys.executable, [sys.executable, "-m", "autograder.runner", str(JOB_DIR)], env)
+
+
+def main() -> None:
+    enter(json.loads(Path(sys.argv[1]).read_text()))
+
+
+if __name__ == "__main__":
+    main()
