@@ -16,6 +16,7 @@ default source (the course machines set it to ``offline``).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import os
 from collections.abc import Callable
@@ -136,21 +137,23 @@ def fashion_mnist_tensors(root: str | os.PathLike[str] | None = None, download: 
     raw = directory / "FashionMNIST" / "raw"
     tensors = []
     for train in (True, False):
-        # torchvision prints its download progress and mirror failures; keep them for errors.
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):
+        # torchvision prints one line per mirror it tries; the error we raise says what failed.
+        # Its downloads have no timeout of their own: a silently dropping network must not hang.
+        with contextlib.redirect_stdout(io.StringIO()), _socket_timeout(DOWNLOAD_TIMEOUT):
             try:
                 dataset = FashionMNIST(str(directory), train=train, download=download)
-            except RuntimeError as exc:
-                if "not found" in str(exc).lower() or "download" in str(exc).lower():
+            except Exception as exc:
+                # torchvision reads the files only once all of them exist, so a failure while
+                # some are missing happened in the download (network, mirror, disk), not in a read.
+                if not _raw_complete(raw, FashionMNIST.resources):
+                    if not isinstance(exc, _DOWNLOAD_ERRORS):
+                        raise
                     partial = raw.is_dir() and any(raw.iterdir())
                     hint = f" (the cache at {raw} is incomplete)" if partial else ""
-                    raise RuntimeError(f"{exc}{hint}") from exc
-                raise DataCacheError(_corrupt(raw, exc)) from exc
-            except (ValueError, EOFError, OSError) as exc:
-                if isinstance(exc, OSError) and not raw.is_dir():
-                    raise
-                raise DataCacheError(_corrupt(raw, exc)) from exc
+                    raise RuntimeError(f"{_describe(exc)}{hint}") from exc
+                if isinstance(exc, _READ_ERRORS):
+                    raise DataCacheError(_corrupt(raw, exc)) from exc
+                raise
         expected = 60000 if train else 10000
         data, targets = dataset.data, dataset.targets
         if data.shape[1:] != (28, 28) or len(data) != len(targets) or len(data) > expected:
@@ -159,9 +162,44 @@ def fashion_mnist_tensors(root: str | os.PathLike[str] | None = None, download: 
     return tuple(tensors)
 
 
+# What a failed download raises: network and mirror errors (torchvision wraps some in
+# RuntimeError), a truncated archive, a full disk.
+_DOWNLOAD_ERRORS = (OSError, RuntimeError, EOFError, http.client.HTTPException)
+# What torchvision's idx reader raises on a corrupt file: a bad header fails an assert, an
+# unknown type code raises KeyError, a wrong element type TypeError, a short file ValueError
+# or RuntimeError; an unreadable file OSError.
+_READ_ERRORS = (OSError, RuntimeError, ValueError, EOFError, AssertionError, TypeError, KeyError)
+
+
+DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download counts as failed
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _raw_complete(raw: Path, resources: list[tuple[str, str]]) -> bool:
+    """Whether every uncompressed file torchvision looks for is in ``raw``."""
+    return all((raw / Path(url).name).with_suffix("").is_file() for url, _ in resources)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's message without trailing blank lines, or its type when it has none."""
+    return str(exc).rstrip() or type(exc).__name__
+
+
 def _corrupt(raw: Path, exc: object) -> str:
+    reason = _describe(exc) if isinstance(exc, BaseException) else exc
     return (
-        f"the Fashion-MNIST cache at {raw} cannot be read ({exc}). Delete that directory "
+        f"the Fashion-MNIST cache at {raw} cannot be read ({reason}). Delete that directory "
         "and run again to download it afresh, or pass source='offline'."
     )
 

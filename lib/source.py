@@ -37,5 +37,8 @@ def show_source(*objects: Any) -> SourceCode:
             parts.append(inspect.getsource(obj))
         except (TypeError, OSError) as exc:
             raise ValueError(f"cannot read the source of {obj!r}: {exc}") from exc
-        origins.append(f"{obj.__module__}.{obj.__qualname__}")
+        if inspect.ismodule(obj):
+            origins.append(obj.__name__)  # a module has no __module__ or __qualname__
+        else:
+            origins.append(f"{obj.__module__}.{obj.__qualname__}")
     return SourceCode("\n\n".join(p.rstrip() for p in parts), ", ".join(origins))
