@@ -87,6 +87,10 @@ class GradingEngine(NBClientEngine):
             stderr_file=stderr_file,
             allow_errors=True,
             interrupt_on_timeout=True,
+            # A cell printing hundreds of megabytes finishes before its output is drained:
+            # wait for the rest instead of failing the notebook (extra output is dropped anyway).
+            iopub_timeout=60,
+            raise_on_iopub_timeout=False,
         )
         return GradingClient(nb_man, **final_kwargs).execute()
 

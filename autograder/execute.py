@@ -83,8 +83,11 @@ def _limit_resources(limits: Limits, gpu: bool, cgroup: sandbox.Cgroup | None) -
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
-    if not gpu:  # CUDA maps far more address space than it uses; GPUs rely on the wall clock
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    if not gpu:  # CUDA maps far more address space than it uses; GPUs rely on the cgroup
+        # With a memory cgroup the real limit is there; address space is only a backstop
+        # (torch's libraries map several GiB they never touch).
+        space = limits.memory_bytes * (4 if cgroup is not None and cgroup.limits_memory else 1)
+        resource.setrlimit(resource.RLIMIT_AS, (space, space))
     if os.getuid() != 0:  # RLIMIT_NPROC is not enforced for root (the sandbox sets it after dropping)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
 
@@ -157,7 +160,7 @@ def read_records(checks_dir: Path) -> list[dict[str, Any]]:
         return []
     records: list[dict[str, Any]] = []
     with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for number, line in enumerate(f):
             if len(records) >= MAX_RECORDS:
                 break
             try:
@@ -170,6 +173,7 @@ def read_records(checks_dir: Path) -> list[dict[str, Any]]:
                 "name": name,
                 "value": value,
                 "criteria": record.get("criteria") if isinstance(record.get("criteria"), dict) else {},
+                "line": number,  # position in the file: which cell wrote it (see score.cell_ranges)
             })
     return records
 

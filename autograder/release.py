@@ -36,6 +36,7 @@ def nbgrader_config(course: Course) -> Config:
     config.CourseDirectory.db_url = course.db_url
     config.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     config.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+    config.Exchange.root = str(course.root / ".exchange")  # unused here; keeps nbgrader from warning
     return config
 
 

@@ -86,6 +86,10 @@ class Cgroup:
                     pass  # e.g. no swap accounting: memsw is absent
             self.dirs.append(path)
 
+    @property
+    def limits_memory(self) -> bool:
+        return any(path.parent.parent.name == "memory" for path in self.dirs)
+
     def add(self, pid: int) -> None:
         for path in self.dirs:
             try:

@@ -25,11 +25,35 @@ def cell_errors(notebook: str | None) -> dict[str, str]:
     return errors
 
 
+def cell_ranges(notebook: str | None) -> dict[str, range]:
+    """``grade_id -> lines of checks.jsonl written while that cell ran``, as the runner noted them."""
+    if notebook is None:
+        return {}
+    ranges: dict[str, range] = {}
+    start = 0
+    for cell in read_executed(notebook).cells:
+        end = cell.get("metadata", {}).get("autograder", {}).get("records_end")
+        if cell.cell_type != "code" or not isinstance(end, int):
+            continue
+        gid = grade_id(cell)
+        if gid:
+            ranges[gid] = range(start, max(start, end))
+        start = end
+    return ranges
+
+
 def score_cells(assignment: Assignment, reference: Reference, outcome: ExecutionOutcome | None) -> list[CellScore]:
-    """Points per graded cell: a test cell's points are split evenly over its checks."""
-    by_name: dict[str, list[dict]] = defaultdict(list)
+    """Points per graded cell: a test cell's points are split evenly over its checks.
+
+    Only records written while that test cell ran count: a value recorded from an answer
+    cell (say, a forged line appended to the records file) is ignored.
+    """
+    ranges = cell_ranges(outcome.notebook if outcome else None)
+    by_cell_and_name: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in outcome.records if outcome else []:
-        by_name[record["name"]].append(record)
+        for gid, lines in ranges.items():
+            if record.get("line") in lines:
+                by_cell_and_name[(gid, record["name"])].append(record)
     errors = cell_errors(outcome.notebook if outcome else None)
     cells: list[CellScore] = []
     for graded in assignment.graded_cells:
@@ -40,7 +64,7 @@ def score_cells(assignment: Assignment, reference: Reference, outcome: Execution
             cells.append(CellScore(graded.grade_id, "manual", graded.points, None))
             continue
         expected = reference.records[graded.grade_id]
-        checks = [compare(ref, by_name.get(ref["name"], [])) for ref in expected]
+        checks = [compare(ref, by_cell_and_name.get((graded.grade_id, ref["name"]), [])) for ref in expected]
         passed = sum(c.passed for c in checks)
         score = round(graded.points * passed / len(checks), 4)
         cells.append(CellScore(graded.grade_id, "auto", graded.points, score, checks, errors.get(graded.grade_id, "")))

@@ -151,3 +151,29 @@ def test_release_strips_solutions_and_hidden_tests(course):
     text = release(course, "tiny").read_text()
     assert "return 2 * x" not in text and "torch.randn(5, 3)" not in text and "Rows are examples" not in text
     assert json.loads(text)["cells"]
+
+
+def test_a_submission_that_keeps_killing_its_worker_is_retried_then_failed(course, monkeypatch):
+    """The runner process of one submission dies every time; the others are graded."""
+    from autograder import grade as grade_module
+    from autograder.execute import ExecutionOutcome
+    from autograder.grade import GradeOptions, grade
+    from tests.autograder.conftest import submit
+
+    calls: dict[str, int] = {}
+    real_execute = grade_module.execute
+
+    def flaky(job):
+        calls[job.label] = calls.get(job.label, 0) + 1
+        if job.label == "crasher":
+            return ExecutionOutcome("killed", "the grading process was killed (exit status -9)", None, [], 0.1)
+        return real_execute(job)
+
+    monkeypatch.setattr(grade_module, "execute", flaky)
+    submit(course, "crasher", "correct")
+    submit(course, "fine", "correct")
+    report = grade(course, "tiny", GradeOptions(workers=1, progress=False, device="cpu"))
+    results = {r.student: r for r in report.results}
+    assert calls["crasher"] == grade_module.MAX_ATTEMPTS
+    assert results["crasher"].status == "failed" and "gave up" in results["crasher"].problems[0]
+    assert results["fine"].score == 5.0

@@ -1,0 +1,114 @@
+"""Attack notebooks (issue 7): each a realistic cheating or crashing attempt, graded end to
+end with an exact expected outcome, every other submission still graded, and the
+grader's machine unharmed. Needs the sandbox (root + namespaces); skipped otherwise."""
+
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autograder.config import Course, Limits
+from autograder.execute import isolated
+from autograder.grade import GradeOptions, grade
+from autograder.gradebook import GradebookWriter
+from autograder.results import SubmissionResult
+from autograder.sandbox import UID_BASE, UID_COUNT
+from tests.autograder.conftest import make_course, submit
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not isolated(), reason="the sandbox needs root and Linux namespaces"),
+]
+
+# attack -> (auto score out of 5, status, words the recorded reason must contain)
+EXPECTED = {
+    "fork_bomb": (5.0, "graded", ""),  # forks stop at the process limit; all killed afterwards
+    "memory_hog": (0.0, "problem", "memory limit"),  # killed at the memory limit, reason recorded
+    "delete_files": (5.0, "graded", ""),  # nothing of the course is visible or writable
+    "read_environ": (3.0, "graded", ""),  # the grader's environment is not readable
+    "network": (3.0, "graded", ""),  # no route anywhere, not even to the host's loopback
+    "fill_disk": (5.0, "graded", ""),  # writes fill a private, size-limited /tmp
+    "print_gigabytes": (5.0, "graded", ""),  # 200 MB printed: output beyond the budget is dropped
+    "disable_checks": (0.0, "graded", ""),  # a disabled recorder records nothing: nothing earned
+    "forge_records": (3.0, "graded", ""),  # a forged record written from an answer cell is ignored
+    "forge_duplicates": (3.0, "graded", ""),  # a forged record next to the real one fails both
+    "patch_builtins": (0.0, "problem", "longer than its limit"),  # the kernel hangs on its own sabotage
+    "patch_testing": (3.0, "graded", ""),  # patched comparison helpers are never used to judge
+    "swallow_errors": (3.0, "graded", ""),
+    "steal_solutions": (3.0, "graded", ""),
+    "raise_others": (5.0, "graded", ""),  # and every other student's grade is untouched
+    "ignore_interrupt": (2.0, "problem", "longer than its limit"),
+    "kill_everything": (2.0, "graded", ""),  # kill(-1) reaches no grader process; mean never defined
+    "delete_records": (3.0, "graded", ""),
+    "relabel_cells": (3.0, "problem", "missing"),
+}
+HONEST = {"honest-a": ("correct", 5.0), "honest-b": ("partly_wrong", 3.5)}
+
+
+def sandbox_processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["uids"]):
+        uids = proc.info["uids"]
+        if uids and UID_BASE <= uids.real < UID_BASE + UID_COUNT:
+            found.append(proc)
+    return found
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    course = make_course(tmp_path_factory.mktemp("attacks") / "course")
+    course = Course(course.root, limits=Limits(cell_timeout=20, notebook_timeout=60, memory_bytes=3 * 2**30,
+                                               scratch_bytes=512 * 2**20, max_processes=64))
+    for attack in EXPECTED:
+        submit(course, attack.replace("_", "-"), f"attack_{attack}")
+    for student, (fixture, _) in HONEST.items():
+        submit(course, student, fixture)
+    server = http.server.HTTPServer(("127.0.0.1", 18765), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    os.environ["GRADER_SECRET"] = "do-not-leak"
+    lib_files = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "lib").iterdir())
+    try:
+        report = grade(course, "tiny", GradeOptions(workers=2, progress=False, device="cpu"))
+    finally:
+        server.shutdown()
+        del os.environ["GRADER_SECRET"]
+    return course, report, lib_files
+
+
+def test_each_attack_gets_exactly_what_its_answers_earn(attacked):
+    course, report, _ = attacked
+    got = {r.student: (r.score, r.status) for r in report.results}
+    expected = {a.replace("_", "-"): (score, status) for a, (score, status, _) in EXPECTED.items()}
+    expected.update({s: (score, "graded") for s, (_, score) in HONEST.items()})
+    assert got == expected
+
+
+def test_reasons_are_recorded(attacked):
+    course, report, _ = attacked
+    results = {r.student: r for r in report.results}
+    for attack, (_, _, words) in EXPECTED.items():
+        if words:
+            assert any(words in p for p in results[attack.replace("_", "-")].problems), (attack, results[attack.replace("_", "-")].problems)
+
+
+def test_other_students_are_unharmed(attacked):
+    course, _, _ = attacked
+    with GradebookWriter(course) as gb:
+        scores = gb.scores("tiny")
+    assert scores["honest-a"] == 5.0 and scores["honest-b"] == 3.5
+    assert (course.solutions / "tiny" / "tiny.ipynb").is_file()
+    assert (course.submitted / "honest-a" / "tiny" / "tiny.ipynb").is_file()
+    assert SubmissionResult.load(course.autograded / "honest-a" / "tiny" / "result.json").score == 5.0
+
+
+def test_the_grading_machine_is_unharmed(attacked):
+    course, _, lib_files = attacked
+    assert sorted(p.name for p in (Path(__file__).resolve().parents[2] / "lib").iterdir()) == lib_files
+    assert not sandbox_processes(), "sandbox processes outlived grading"
+    assert not list(Path("/tmp").glob("fill*")), "the disk filler wrote on the host"
+    assert not [p for p in Path("/tmp").glob("autograder-*") if p.is_dir()], "working directories left behind"
+    executed = course.autograded / "print-gigabytes" / "tiny" / "tiny.ipynb"
+    assert executed.stat().st_size < 20 * 2**20, "outputs were not capped"
