@@ -5,7 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 ENV_STAMP := $(VENV)/.installed
-MATHJAX := _vendor/mathjax/tex-mml-chtml.js
+MATHJAX_DIR := _vendor/_static/mathjax
+MATHJAX := $(MATHJAX_DIR)/tex-mml-chtml.js
+# Student versions of the assignments, which chapters link with {download}.
+RELEASED := $(patsubst solutions/%,release/%,$(wildcard solutions/*/*.ipynb))
 JB_FLAGS ?= -W -n --keep-going
 PORT ?= 8000
 ASSIGNMENT ?=
@@ -32,13 +35,19 @@ $(ENV_STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-# MathJax from the npm registry, served by the site itself (no CDN at read time).
+# MathJax from the npm registry, served by the site itself (no CDN at read time):
+# everything under _vendor/ is copied as-is into _build/html (html_extra_path).
 $(MATHJAX):
 	npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/npm mathjax@3
-	rm -rf _vendor/mathjax && mkdir -p _vendor/mathjax
-	cp -r $(VENV)/npm/node_modules/mathjax/es5/. _vendor/mathjax/
+	rm -rf $(MATHJAX_DIR) && mkdir -p $(MATHJAX_DIR)
+	cp -r $(VENV)/npm/node_modules/mathjax/es5/. $(MATHJAX_DIR)/
 
-book: $(ENV_STAMP) $(MATHJAX)
+# release/<name>/<name>.ipynb from solutions/<name>/<name>.ipynb, regenerated when the
+# solution or the autograder changes; chapters link it, so it must exist before the build.
+$(RELEASED): release/%: solutions/% $(wildcard autograder/*.py) | $(ENV_STAMP)
+	$(BIN)/python -m autograder release $(notdir $(patsubst %/,%,$(dir $*)))
+
+book: $(ENV_STAMP) $(MATHJAX) $(RELEASED)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo
 	@echo "The website is in _build/html (open _build/html/index.html)."
@@ -53,7 +62,8 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing chromium (Debian package) for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	      || echo "could not install chromium: browser tests will skip"; \
 	  else echo "chromium not installed and cannot install it: browser tests will skip"; fi; }
 
 test: $(ENV_STAMP) $(MATHJAX) chromium

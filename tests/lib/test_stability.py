@@ -1,0 +1,289 @@
+"""Tests for lib/stability.py against torch.nn.init and hand-written autograd."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from lib import stability  # noqa: E402
+from lib.data import ImageData  # noqa: E402
+from lib.stability import MLPConfig  # noqa: E402
+
+SHAPES = [(3, 5), (5, 3), (64, 64), (7, 2, 3), (16, 3, 5, 5), (4, 6, 2, 3, 3)]
+
+
+def _draw(fn, shape, seed=3, **kwargs):
+    t = torch.empty(shape)
+    fn(t, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return t
+
+
+# ----------------------------------------------------------------------------- fans and gains
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fans_match_torch(shape):
+    t = torch.empty(shape)
+    assert stability.fan_in_and_fan_out(t) == nn.init._calculate_fan_in_and_fan_out(t)
+
+
+def test_fans_of_real_layers():
+    assert stability.fan_in_and_fan_out(nn.Linear(10, 4).weight) == (10, 4)
+    assert stability.fan_in_and_fan_out(nn.Conv2d(3, 8, 5).weight) == (3 * 25, 8 * 25)
+    assert stability.fan_in_and_fan_out(nn.Conv1d(2, 6, 3).weight) == (6, 18)
+    # grouped convolution: the weight is (out, in / groups, k), as torch counts it
+    assert stability.fan_in_and_fan_out(nn.Conv2d(4, 8, 3, groups=2).weight) == (2 * 9, 8 * 9)
+    # transposed convolution stores (in, out, k, k): torch reads dimension 1 as "in"
+    w = nn.ConvTranspose2d(3, 5, 2).weight
+    assert stability.fan_in_and_fan_out(w) == nn.init._calculate_fan_in_and_fan_out(w) == (20, 12)
+
+
+@pytest.mark.parametrize("shape", [(), (5,)])
+@pytest.mark.parametrize(
+    "fn", [stability.fan_in_and_fan_out, stability.xavier_uniform_, stability.xavier_normal_, stability.kaiming_normal_]
+)
+def test_fewer_than_two_dims_raise(shape, fn):
+    with pytest.raises(ValueError, match="2 dimensions"):
+        fn(torch.empty(shape))
+
+
+@pytest.mark.parametrize(
+    "name,param", [("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None), ("relu", None),
+                   ("leaky_relu", None), ("leaky_relu", 0.2), ("leaky_relu", 0)],
+)
+def test_gain_matches_torch(name, param):
+    assert stability.calculate_gain(name, param) == pytest.approx(nn.init.calculate_gain(name, param))
+
+
+def test_unknown_gain_and_mode_raise():
+    with pytest.raises(ValueError):
+        stability.calculate_gain("softplus")
+    with pytest.raises(ValueError, match="mode"):
+        stability.kaiming_normal_(torch.empty(3, 4), mode="fan_avg")
+
+
+# ----------------------------------------------------------------------------- initialisers
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("gain", [1.0, 5 / 3])
+def test_xavier_draws_the_same_numbers_as_torch(shape, gain):
+    for ours, theirs in ((stability.xavier_uniform_, nn.init.xavier_uniform_),
+                         (stability.xavier_normal_, nn.init.xavier_normal_)):
+        assert torch.equal(_draw(ours, shape, gain=gain), _draw(theirs, shape, gain=gain))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+@pytest.mark.parametrize("nonlinearity,a", [("relu", 0.0), ("leaky_relu", 0.0), ("leaky_relu", 0.1), ("tanh", 0.0)])
+def test_kaiming_draws_the_same_numbers_as_torch(shape, mode, nonlinearity, a):
+    kwargs = dict(a=a, mode=mode, nonlinearity=nonlinearity)
+    assert torch.equal(_draw(stability.kaiming_normal_, shape, **kwargs), _draw(nn.init.kaiming_normal_, shape, **kwargs))
+
+
+@pytest.mark.parametrize("shape", [(400, 1200), (64, 32, 3, 3)])
+def test_statistics_on_large_tensors_match_torch(shape):
+    torch.manual_seed(0)
+    cases = [
+        (stability.xavier_uniform_, nn.init.xavier_uniform_, {"gain": 2.0}),
+        (stability.xavier_normal_, nn.init.xavier_normal_, {"gain": 1.0}),
+        (stability.kaiming_normal_, nn.init.kaiming_normal_, {"mode": "fan_in", "nonlinearity": "relu"}),
+        (stability.kaiming_normal_, nn.init.kaiming_normal_, {"mode": "fan_out", "nonlinearity": "relu"}),
+    ]
+    for ours, theirs, kwargs in cases:
+        a, b = ours(torch.empty(shape), **kwargs), theirs(torch.empty(shape), **kwargs)  # global RNG
+        assert a.mean().item() == pytest.approx(0.0, abs=0.01 * b.std().item())
+        assert a.std().item() == pytest.approx(b.std().item(), rel=0.01)
+        assert a.abs().max().item() == pytest.approx(b.abs().max().item(), rel=0.2)
+
+
+def test_xavier_uniform_bound_and_normal_std_formulas():
+    fan_in, fan_out = 300, 700
+    w = stability.xavier_uniform_(torch.empty(fan_out, fan_in), gain=1.5)
+    bound = 1.5 * math.sqrt(6 / (fan_in + fan_out))
+    assert w.abs().max() <= bound
+    assert w.abs().max() >= 0.999 * bound
+    w = stability.xavier_normal_(torch.empty(fan_out, fan_in))
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.01)
+    w = stability.kaiming_normal_(torch.empty(fan_out, fan_in), nonlinearity="relu")
+    assert w.std().item() == pytest.approx(math.sqrt(2 / fan_in), rel=0.01)
+
+
+@pytest.mark.parametrize("fn", [stability.xavier_uniform_, stability.xavier_normal_, stability.kaiming_normal_])
+def test_in_place_on_parameters(fn):
+    p = nn.Parameter(torch.zeros(20, 30))
+    ptr = p.data_ptr()
+    out = fn(p)
+    assert out is p and p.data_ptr() == ptr
+    assert p.requires_grad and p.grad_fn is None and p.abs().sum() > 0
+
+
+def test_kaiming_zero_element_tensor_is_a_no_op():
+    t = torch.empty(0, 5)
+    assert stability.kaiming_normal_(t) is t
+
+
+# ----------------------------------------------------------------------------- deep MLP
+def test_deep_mlp_structure_and_init():
+    cfg = MLPConfig(num_inputs=12, num_hiddens=300, num_layers=3, num_outputs=4, activation="tanh", init="kaiming_normal")
+    net = stability.deep_mlp(cfg)
+    layers = stability.linear_layers(net)
+    assert [(m.in_features, m.out_features) for m in layers] == [(12, 300), (300, 300), (300, 300), (300, 4)]
+    assert sum(isinstance(m, nn.Tanh) for m in net) == 3
+    assert all(torch.count_nonzero(m.bias) == 0 for m in layers)
+    assert layers[1].weight.var().item() == pytest.approx(2 / 300, rel=0.05)
+    assert net(torch.randn(5, 1, 3, 4)).shape == (5, 4)
+
+
+def test_deep_mlp_is_reproducible_and_seeded():
+    for init in stability.INITS:
+        a = stability.deep_mlp(MLPConfig(init=init, seed=1, num_layers=2))
+        b = stability.deep_mlp(MLPConfig(init=init, seed=1, num_layers=2))
+        c = stability.deep_mlp(MLPConfig(init=init, seed=2, num_layers=2))
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+        assert not torch.equal(a[1].weight, c[1].weight)
+    normal = stability.deep_mlp(MLPConfig(init="normal", sigma=0.3, num_hiddens=200, num_layers=2))
+    assert normal[3].weight.std().item() == pytest.approx(0.3, rel=0.03)
+
+
+@pytest.mark.parametrize("bad", [dict(activation="gelu"), dict(init="orthogonal"), dict(num_layers=0)])
+def test_deep_mlp_rejects_bad_configs(bad):
+    with pytest.raises(ValueError):
+        stability.deep_mlp(MLPConfig(**bad))
+
+
+def test_linear_layers_needs_one():
+    with pytest.raises(ValueError):
+        stability.linear_layers(nn.Sequential(nn.ReLU()))
+
+
+# ----------------------------------------------------------------------------- probes
+def _net_and_batch(activation="tanh", seed=0):
+    net = stability.deep_mlp(MLPConfig(num_inputs=8, num_hiddens=16, num_layers=4, num_outputs=3,
+                                       activation=activation, init="xavier_normal", seed=seed))
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(32, 8, generator=gen)
+    y = torch.randint(0, 3, (32,), generator=gen)
+    return net, X, y
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_gradient_norms_match_manual_autograd(activation):
+    net, X, y = _net_and_batch(activation)
+    weights = [m.weight for m in stability.linear_layers(net)]
+    expected = torch.stack([g.norm() for g in torch.autograd.grad(F.cross_entropy(net(X), y), weights)])
+    norms = stability.layer_gradient_norms(net, X, y)
+    assert norms.shape == (5,)
+    torch.testing.assert_close(norms, expected)
+    torch.testing.assert_close(stability.layer_gradient_norms(net, X, y), expected)  # no accumulation
+    grads = stability.layer_gradients(net, X, y)
+    assert [g.numel() for g in grads] == [w.numel() for w in weights]
+
+
+def test_probes_reject_mismatched_batches():
+    net, X, y = _net_and_batch()
+    with pytest.raises(ValueError, match="batch size"):
+        stability.layer_gradient_norms(net, X, y[:5])
+
+
+def _pre_activations(net, X):
+    outs, h = [], X
+    for m in net:
+        h = m(h)
+        if isinstance(m, nn.Linear):
+            outs.append(h)
+    return outs
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_activation_variances_match_direct_computation(activation):
+    net, X, y = _net_and_batch(activation)
+    with torch.no_grad():
+        expected = torch.stack([((a - a.mean()) ** 2).mean() for a in _pre_activations(net, X)])
+    got = stability.activation_variances(net, X)
+    torch.testing.assert_close(got, expected)
+    assert not any(m._forward_hooks for m in net.modules())  # hooks removed
+
+
+def test_gradient_variances_match_direct_computation():
+    net, X, y = _net_and_batch("tanh")
+    outs = _pre_activations(net, X)
+    grads = torch.autograd.grad(F.cross_entropy(outs[-1], y, reduction="sum"), outs)
+    expected = torch.stack([g.var(correction=0) for g in grads])
+    torch.testing.assert_close(stability.gradient_variances(net, X, y), expected)
+    assert not any(m._forward_hooks for m in net.modules())
+
+
+def test_product_norms_against_direct_products():
+    got = stability.product_norms(3, 4, scale=0.7, trials=2, seed=5)
+    gen = torch.Generator().manual_seed(5)
+    v = torch.randn(2, 3, 1, generator=gen, dtype=torch.float64)
+    v = v / v.norm(dim=1, keepdim=True)
+    for k in range(4):
+        v = (torch.randn(2, 3, 3, generator=gen, dtype=torch.float64) * 0.7) @ v
+        torch.testing.assert_close(got[:, k], v.norm(dim=(1, 2)))
+    with pytest.raises(ValueError):
+        stability.product_norms(0, 4)
+
+
+# ----------------------------------------------------------------------------- data and training
+def _image_data(n_train=40, n_test=12):
+    gen = torch.Generator().manual_seed(0)
+    X = torch.rand(n_train + n_test, 1, 3, 3, generator=gen)
+    X[:, :, 0, 0] = 0.0  # a constant pixel, like the digits' corners
+    y = torch.randint(0, 4, (n_train + n_test,), generator=gen)
+    train = DataLoader(TensorDataset(X[:n_train], y[:n_train]), 8, shuffle=True)
+    test = DataLoader(TensorDataset(X[n_train:], y[n_train:]), 8)
+    return ImageData(train, test, list("abcd"), "toy", "offline")
+
+
+def test_prepare_image_data_standardises_and_limits():
+    data = stability.prepare_image_data(_image_data(), max_train=30, max_test=5, batch_size=10)
+    X = data.train.dataset.tensors[0]
+    assert len(data.train.dataset) == 30 and len(data.test.dataset) == 5 and data.train.batch_size == 10
+    torch.testing.assert_close(X.mean(dim=0), torch.zeros(1, 3, 3), atol=1e-6, rtol=0)
+    std = X.std(dim=0).flatten()
+    torch.testing.assert_close(std[1:], torch.ones(8))
+    assert std[0] == 0  # the constant pixel is centred, not divided by zero
+    raw = stability.prepare_image_data(_image_data(), standardize=False)
+    assert torch.equal(raw.train.dataset.tensors[0], _image_data().train.dataset.tensors[0])
+
+
+def test_train_recording_snapshots():
+    data = stability.prepare_image_data(_image_data())
+    net = stability.deep_mlp(MLPConfig(num_inputs=9, num_hiddens=8, num_layers=2, num_outputs=4, init="kaiming_normal"))
+    probe = data.train.dataset.tensors
+    history, snaps = stability.train_recording(net, data, 2, 0.1, probe, snapshot_epochs=(0, 2))
+    assert len(history.test_acc) == len(history.train_loss) == 2
+    assert sorted(snaps) == [0, 2] and len(snaps[0]) == 3
+    assert not torch.equal(snaps[0][0], snaps[2][0])
+
+
+def test_plot_helpers_draw():
+    fig = stability.plot_with_derivatives({"tanh": torch.tanh, "relu": torch.relu}, torch.linspace(-3, 3, 50))
+    assert len(fig.axes) == 2
+    fig2, ax = plt.subplots()
+    grads = [torch.tensor([0.0, 1e-3, 2e-3, 5e-3]), torch.zeros(4), torch.tensor([1.0, 2.0, 0.5])]
+    stability.layer_violins(ax, grads, "test")
+    stability.layer_norm_curves(ax, {0: grads, 1: grads}, "test")
+    plt.close(fig)
+    plt.close(fig2)
+
+
+@pytest.mark.slow
+def test_he_initialised_relu_network_learns_the_digits():
+    from lib.data import load_image_data
+
+    data = stability.prepare_image_data(load_image_data(batch_size=64, source="offline"))
+    net = stability.deep_mlp(MLPConfig(activation="relu", init="kaiming_normal", num_layers=10))
+    history, _ = stability.train_recording(net, data, 10, 0.1)
+    assert history.test_acc[-1] > 0.85
+    default = stability.deep_mlp(MLPConfig(activation="relu", init="normal", sigma=0.03, num_layers=10))
+    history, _ = stability.train_recording(default, data, 3, 0.1)
+    assert history.test_acc[-1] < 0.2

@@ -1,0 +1,257 @@
+"""lib.transformer against torch's fused attention and d2l on the same weights."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lib.transformer import (
+    DecoderBlock,
+    EncoderBlock,
+    MultiHeadAttention,
+    PositionalEncoding,
+    Transformer,
+    TransformerConfig,
+    attention_maps,
+    bleu,
+    dot_product_attention,
+    greedy_decode,
+    masked_cross_entropy,
+    masked_softmax,
+    show_heatmaps,
+    teacher_forcing,
+)
+
+d2l = pytest.importorskip("d2l.torch")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and steadiest on shared cores) on one CPU thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _lens(B: int, k: int, q: int | None = None, low: int = 1) -> torch.Tensor:
+    shape = (B,) if q is None else (B, q)
+    return torch.randint(low, k + 1, shape)
+
+
+@pytest.mark.parametrize("per_query", [False, True])
+def test_masked_softmax_matches_d2l(per_query):
+    torch.manual_seed(0)
+    X = torch.randn(5, 3, 7)
+    lens = _lens(5, 7, 3 if per_query else None, low=0)  # 0 included: d2l makes the row uniform
+    ours = masked_softmax(X, lens)
+    torch.testing.assert_close(ours, d2l.masked_softmax(X.clone(), lens))
+    row_lens = lens.reshape(5, -1, 1).expand(5, 3, 1)  # (B, q, 1)
+    padding = (torch.arange(7) >= row_lens) & (row_lens > 0)  # (B, q, k)
+    assert padding.any() and torch.all(ours[padding] == 0)  # padding gets exactly zero weight
+
+
+def test_masked_softmax_heads_and_errors():
+    torch.manual_seed(1)
+    X = torch.randn(2, 4, 3, 6)  # (B, heads, q, k)
+    lens = torch.tensor([2, 5])
+    out = masked_softmax(X, lens)
+    for h in range(4):
+        torch.testing.assert_close(out[:, h], masked_softmax(X[:, h], lens))
+    with pytest.raises(ValueError, match="batch"):
+        masked_softmax(X, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="entries per row"):
+        masked_softmax(X[:, 0], torch.ones(2, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_attention_matches_torch_sdpa(seed):
+    torch.manual_seed(seed)
+    B, h, q, k, d = 3, 2, int(torch.randint(1, 6, ())), int(torch.randint(1, 9, ())), 4
+    Q, K, V = torch.randn(B, h, q, d), torch.randn(B, h, k, d), torch.randn(B, h, k, 5)
+    lens = _lens(B, k)
+    keep = (torch.arange(k) < lens[:, None])[:, None, None, :]  # (B, 1, 1, k)
+    expected = F.scaled_dot_product_attention(Q, K, V, attn_mask=keep)
+    fused, none = dot_product_attention(Q, K, V, lens)
+    explicit, weights = dot_product_attention(Q, K, V, lens, need_weights=True)
+    assert none is None
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-5)
+    assert torch.all(weights.masked_select(~keep.expand_as(weights)) == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, h, q))
+
+
+def test_causal_attention_top_and_bottom_aligned():
+    torch.manual_seed(2)
+    Q, K, V = torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 4)
+    expected = F.scaled_dot_product_attention(Q, K, V, is_causal=True)
+    torch.testing.assert_close(dot_product_attention(Q, K, V, causal=True)[0], expected)
+    torch.testing.assert_close(dot_product_attention(Q, K, V, causal=True, need_weights=True)[0], expected,
+                               rtol=1e-5, atol=1e-5)
+    # The last 2 queries of 6 positions (as with a cache) see keys up to their own positions.
+    torch.testing.assert_close(dot_product_attention(Q[:, :, 4:], K, V, causal=True)[0], expected[:, :, 4:],
+                               rtol=1e-5, atol=1e-5)
+
+
+def _d2l_mha(ours: MultiHeadAttention, d: int, heads: int):
+    theirs = d2l.MultiHeadAttention(d, heads, 0.0)
+    x = torch.zeros(1, 1, d)
+    theirs(x, x, x, None)  # materialize the lazy layers, then copy our weights in
+    theirs.load_state_dict(ours.state_dict())
+    return theirs.eval()
+
+
+@pytest.mark.parametrize("per_query", [False, True])
+def test_multihead_attention_matches_d2l(per_query):
+    torch.manual_seed(3)
+    d, heads, B, q, k = 16, 4, 3, 5, 7
+    ours = MultiHeadAttention(d, heads).eval()
+    theirs = _d2l_mha(ours, d, heads)
+    Xq, Xk = torch.randn(B, q, d), torch.randn(B, k, d)
+    lens = _lens(B, k, q if per_query else None)
+    expected = theirs(Xq, Xk, Xk, lens)
+    torch.testing.assert_close(ours(Xq, Xk, Xk, lens), expected, rtol=1e-5, atol=1e-5)
+    ours.record_weights = True
+    torch.testing.assert_close(ours(Xq, Xk, Xk, lens), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.attention_weights.reshape(B * heads, q, k),
+                               theirs.attention.attention_weights, rtol=1e-5, atol=1e-6)
+
+
+def test_multihead_attention_rejects_bad_heads():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(10, 4)
+
+
+def test_positional_encoding_matches_d2l_and_offset():
+    X = torch.randn(2, 9, 12)
+    ours, theirs = PositionalEncoding(12, 0.0), d2l.PositionalEncoding(12, 0.0)
+    torch.testing.assert_close(ours(X), theirs(X))
+    torch.testing.assert_close(ours(X[:, 4:], offset=4), theirs(X)[:, 4:])
+    with pytest.raises(ValueError, match="max_len"):
+        PositionalEncoding(12, max_len=5)(X)
+
+
+def test_encoder_block_and_encoder_match_d2l():
+    torch.manual_seed(4)
+    cfg = TransformerConfig(num_hiddens=16, ffn_num_hiddens=24, num_heads=4, num_blks=2, dropout=0.0)
+    X, lens = torch.randn(3, 6, 16), torch.tensor([6, 2, 4])
+    ours = EncoderBlock(cfg).eval()
+    theirs = d2l.TransformerEncoderBlock(16, 24, 4, 0.0)
+    theirs(X, lens)
+    theirs.load_state_dict(ours.state_dict())
+    torch.testing.assert_close(ours(X, lens), theirs.eval()(X, lens), rtol=1e-5, atol=1e-5)
+
+    model = Transformer(11, 13, cfg).eval()
+    tokens = torch.randint(0, 11, (3, 6))
+    theirs = d2l.TransformerEncoder(11, 16, 24, 4, 2, 0.0)
+    theirs(tokens, lens)
+    state = {k.replace("blks.", "blks.block"): v for k, v in model.encoder.state_dict().items()}
+    theirs.load_state_dict(state)
+    torch.testing.assert_close(model.encoder(tokens, lens), theirs.eval()(tokens, lens), rtol=1e-5, atol=1e-5)
+
+
+def _model(seed: int = 5) -> Transformer:
+    torch.manual_seed(seed)
+    cfg = TransformerConfig(num_hiddens=16, ffn_num_hiddens=32, num_heads=4, num_blks=2, dropout=0.1)
+    return Transformer(9, 12, cfg).eval()
+
+
+def test_decoder_cache_gives_same_logits_as_full_pass():
+    model = _model()
+    src, lens = torch.randint(0, 9, (4, 7)), torch.tensor([7, 3, 5, 1])
+    tgt = torch.randint(0, 12, (4, 6))
+    with torch.no_grad():
+        enc = model.encoder(src, lens)
+        full = model.decoder(tgt, enc, lens)  # (4, 6, 12)
+        caches = model.decoder.new_caches()
+        steps = [model.decoder(tgt[:, :2], enc, lens, caches, offset=0)]  # two positions at once
+        steps += [model.decoder(tgt[:, t: t + 1], enc, lens, caches, offset=t) for t in range(2, 6)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+    assert caches[0][0].k.shape == (4, 4, 6, 4) and caches[0][1].k.shape == (4, 4, 7, 4)
+
+
+def test_incremental_decoding_same_tokens_as_recomputation():
+    model = _model(6)
+    torch.manual_seed(7)
+    src, lens = torch.randint(4, 9, (8, 7)), torch.randint(1, 8, (8,))
+    cached = greedy_decode(model, src, lens, bos=1, eos=2, max_len=10, use_cache=True)
+    recomputed = greedy_decode(model, src, lens, bos=1, eos=2, max_len=10, use_cache=False)
+    assert cached.shape == (8, 10)
+    assert torch.equal(cached, recomputed)
+
+
+def test_decoder_block_is_causal():
+    torch.manual_seed(8)
+    block = DecoderBlock(TransformerConfig(num_hiddens=8, ffn_num_hiddens=16, num_heads=2, dropout=0.0)).eval()
+    X, enc = torch.randn(2, 5, 8), torch.randn(2, 4, 8)
+    Y = block(X, enc, None)
+    X2 = X.clone()
+    X2[:, 3:] = torch.randn(2, 2, 8)  # changing later positions must not change earlier outputs
+    torch.testing.assert_close(block(X2, enc, None)[:, :3], Y[:, :3])
+
+
+def test_bleu_matches_d2l_and_edge_cases():
+    torch.manual_seed(9)
+    words = "a b c d e".split()
+    for _ in range(300):
+        pred = " ".join(words[i] for i in torch.randint(0, 5, (int(torch.randint(1, 7, ())),)))
+        label = " ".join(words[i] for i in torch.randint(0, 5, (int(torch.randint(1, 7, ())),)))
+        for k in (1, 2, 4):
+            assert math.isclose(bleu(pred, label, k), d2l.bleu(pred, label, k), rel_tol=1e-12, abs_tol=1e-12)
+    assert bleu("cent", "cent", 2) == 1.0 and bleu("a b c", "a b c", 4) == 1.0
+    assert math.isclose(bleu("cent", "cent un", 2), math.exp(-1))  # brevity penalty only
+    for pred, label in [("", "cent"), ("", ""), ("cent", "")]:  # d2l reads "" as one empty token
+        assert bleu(pred, label, 2) == d2l.bleu(pred, label, 2)
+
+
+def test_masked_cross_entropy_ignores_padding():
+    torch.manual_seed(10)
+    logits, Y, lens = torch.randn(3, 5, 7), torch.randint(0, 7, (3, 5)), torch.tensor([5, 2, 3])
+    per_token = F.cross_entropy(logits.reshape(-1, 7), Y.reshape(-1), reduction="none").reshape(3, 5)
+    mask = (torch.arange(5) < lens[:, None]).float()
+    expected = (per_token * mask).sum() / mask.sum()
+    torch.testing.assert_close(masked_cross_entropy(logits, Y, lens), expected)
+    Y2 = Y.clone()
+    Y2[1, 2:] = 0  # what sits in the padding does not matter
+    torch.testing.assert_close(masked_cross_entropy(logits, Y2, lens), expected)
+    with pytest.raises(ValueError, match="expected logits"):
+        masked_cross_entropy(logits, Y[:, :4], lens)
+    assert torch.equal(teacher_forcing(torch.tensor([[5, 6, 2]]), 1), torch.tensor([[1, 5, 6]]))
+
+
+def test_attention_maps_and_heatmaps():
+    from lib.translation import load_translation
+
+    data = load_translation(num_train=300, num_test=20, source="offline")
+    torch.manual_seed(11)
+    model = Transformer(len(data.src_vocab), len(data.tgt_vocab), TransformerConfig(num_hiddens=16, num_heads=2))
+    maps = attention_maps(model, "three hundred and forty-two", data)
+    S, T = len(maps["src"]), len(maps["tgt"])
+    assert S == 5 and maps["src"][-1] == "<eos>"
+    assert maps["encoder"].shape == (2, 2, S, S) and maps["cross"].shape == (2, 2, T, S)
+    assert maps["decoder"].shape == (2, 2, T, T)
+    assert torch.all(maps["decoder"].triu(1) == 0)  # no query looks ahead
+    torch.testing.assert_close(maps["cross"].sum(-1), torch.ones(2, 2, T))
+    fig = show_heatmaps(maps["cross"], maps["src"], maps["tgt"], titles=["head 1", "head 2"])
+    assert len(fig.axes) == 5  # 4 maps and a colour bar
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert not any(m.record_weights for m in model.modules() if isinstance(m, MultiHeadAttention))
+
+
+@pytest.mark.slow
+def test_training_reaches_bleu_on_numbers():
+    from lib.transformer import evaluate_bleu, train_seq2seq
+    from lib.translation import load_translation
+
+    torch.manual_seed(0)
+    data = load_translation(batch_size=64, num_train=2000, num_test=200, source="offline")
+    cfg = TransformerConfig(num_hiddens=32, ffn_num_hiddens=64, num_heads=4, num_blks=2, dropout=0.1)
+    model = Transformer(len(data.src_vocab), len(data.tgt_vocab), cfg)
+    losses = train_seq2seq(model, data.train, data.tgt_vocab.bos, num_epochs=15, lr=0.005)
+    assert losses[-1] < losses[0] / 3
+    assert evaluate_bleu(model, data.test_pairs, data) > 0.6
