@@ -70,16 +70,26 @@ def attacked(tmp_path_factory):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ["GRADER_SECRET"] = "do-not-leak"
     lib_files = sorted(p.name for p in (Path(__file__).resolve().parents[2] / "lib").iterdir())
+    before = leftovers()
     try:
         report = grade(course, "tiny", GradeOptions(workers=2, progress=False, device="cpu"))
     finally:
         server.shutdown()
         del os.environ["GRADER_SECRET"]
-    return course, report, lib_files
+    return course, report, lib_files, before
+
+
+def leftovers() -> set:
+    """What a run could leave on the host: sandbox processes, working dirs, filler files."""
+    return (
+        {("process", p.pid) for p in sandbox_processes()}
+        | {("dir", str(p)) for p in Path("/tmp").glob("autograder-*") if p.is_dir()}
+        | {("file", str(p)) for p in Path("/tmp").glob("fill*")}
+    )
 
 
 def test_each_attack_gets_exactly_what_its_answers_earn(attacked):
-    course, report, _ = attacked
+    course, report, _, _ = attacked
     got = {r.student: (r.score, r.status) for r in report.results}
     expected = {a.replace("_", "-"): (score, status) for a, (score, status, _) in EXPECTED.items()}
     expected.update({s: (score, "graded") for s, (_, score) in HONEST.items()})
@@ -87,7 +97,7 @@ def test_each_attack_gets_exactly_what_its_answers_earn(attacked):
 
 
 def test_reasons_are_recorded(attacked):
-    course, report, _ = attacked
+    course, report, _, _ = attacked
     results = {r.student: r for r in report.results}
     for attack, (_, _, words) in EXPECTED.items():
         if words:
@@ -95,7 +105,7 @@ def test_reasons_are_recorded(attacked):
 
 
 def test_other_students_are_unharmed(attacked):
-    course, _, _ = attacked
+    course, _, _, _ = attacked
     with GradebookWriter(course) as gb:
         scores = gb.scores("tiny")
     assert scores["honest-a"] == 5.0 and scores["honest-b"] == 3.5
@@ -105,10 +115,9 @@ def test_other_students_are_unharmed(attacked):
 
 
 def test_the_grading_machine_is_unharmed(attacked):
-    course, _, lib_files = attacked
+    course, _, lib_files, before = attacked
     assert sorted(p.name for p in (Path(__file__).resolve().parents[2] / "lib").iterdir()) == lib_files
-    assert not sandbox_processes(), "sandbox processes outlived grading"
-    assert not list(Path("/tmp").glob("fill*")), "the disk filler wrote on the host"
-    assert not [p for p in Path("/tmp").glob("autograder-*") if p.is_dir()], "working directories left behind"
+    # Nothing new outlives grading: no sandbox process, working directory or filler file.
+    assert not leftovers() - before
     executed = course.autograded / "print-gigabytes" / "tiny" / "tiny.ipynb"
     assert executed.stat().st_size < 20 * 2**20, "outputs were not capped"
