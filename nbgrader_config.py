@@ -1,18 +1,14 @@
-"""nbgrader configuration for the course (read by `nbgrader ...` and by `autograder`)."""
+"""nbgrader configuration for the course, for nbgrader's own commands (formgrader, ...).
+
+The settings live in one place, ``autograder.release.nbgrader_config``, which the
+course's autograder uses too.
+"""
 
 from pathlib import Path
 
-c = get_config()  # noqa: F821 (injected by traitlets when nbgrader loads this file)
+from autograder.config import Course
+from autograder.release import nbgrader_config
 
-ROOT = Path(__file__).resolve().parent
-c.CourseDirectory.root = str(ROOT)
-c.CourseDirectory.course_id = "dl-course"
-c.CourseDirectory.source_directory = "solutions"
-c.CourseDirectory.release_directory = "release"
-c.CourseDirectory.submitted_directory = "submitted"
-c.CourseDirectory.autograded_directory = "autograded"
-c.CourseDirectory.feedback_directory = "feedback"
-c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
-c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c = get_config()  # noqa: F821 (injected by traitlets when nbgrader loads this file)
+c.merge(nbgrader_config(Course(Path(__file__).resolve().parent)))
 c.Execute.timeout = 300
