@@ -26,14 +26,20 @@ _counter = {"n": 0}
 
 
 def _encode(value: Any, directory: Path) -> dict[str, Any]:
-    """Plain-data description of ``value``; arrays go to their own ``.npy`` file."""
+    """Plain-data description of ``value``; arrays go to their own ``.npy`` file.
+
+    Types are read with ``type()`` (``__class__`` can lie to ``isinstance``) and values
+    through the base types' own methods, so a ``float`` subclass whose ``__float__``
+    returns the expected answer is recorded as the number it really holds.
+    """
     import numpy as np
 
     try:
         import torch
     except ImportError:  # pragma: no cover - the course always has torch
         torch = None
-    if torch is not None and isinstance(value, torch.Tensor):
+    kind = type(value)
+    if torch is not None and issubclass(kind, torch.Tensor):
         # Disable __torch_function__ overrides of tensor subclasses while reading the data.
         with torch._C.DisableTorchFunctionSubclass():
             data = torch.Tensor.detach(value).to("cpu")
@@ -42,22 +48,24 @@ def _encode(value: Any, directory: Path) -> dict[str, Any]:
                 data = data.float()
             array = np.array(data.numpy(), copy=True)
         return _array_record(array, directory, dtype=dtype, device=device, kind="tensor")
-    if isinstance(value, np.ndarray):
-        return _array_record(np.array(value, copy=True), directory, dtype=str(value.dtype), device="cpu", kind="ndarray")
+    if issubclass(kind, np.ndarray):
+        array = np.array(value, copy=True, subok=False)
+        return _array_record(array, directory, dtype=str(array.dtype), device="cpu", kind="ndarray")
     if value is None:
         return {"kind": "none"}
-    if isinstance(value, bool):
-        return {"kind": "bool", "value": bool(value)}
-    if isinstance(value, int):
-        return {"kind": "int", "value": int(value)}
-    if isinstance(value, float):
-        number = float(value)
+    if kind is bool:  # bool cannot be subclassed
+        return {"kind": "bool", "value": value is True}
+    if issubclass(kind, int):
+        return {"kind": "int", "value": int.__int__(value)}
+    if issubclass(kind, float):
+        number = float.__float__(value)
         return {"kind": "float", "value": number if math.isfinite(number) else repr(number)}
-    if isinstance(value, str):
-        return {"kind": "str", "value": str(value)}
-    if isinstance(value, (list, tuple)):
-        return {"kind": "sequence", "items": [_encode(item, directory) for item in value]}
-    return {"kind": "unsupported", "type": type(value).__name__}
+    if issubclass(kind, str):
+        return {"kind": "str", "value": str.__str__(value)}
+    if issubclass(kind, (list, tuple)):
+        items = list.__iter__(value) if issubclass(kind, list) else tuple.__iter__(value)
+        return {"kind": "sequence", "items": [_encode(item, directory) for item in items]}
+    return {"kind": "unsupported", "type": kind.__name__}
 
 
 def _array_record(array, directory: Path, *, dtype: str, device: str, kind: str) -> dict[str, Any]:

@@ -8,11 +8,13 @@ same function runs in a local worker thread or on a remote Dask worker.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from autograder.checks import ENV_VAR, RECORDS_FILE
 from autograder.config import Limits
 
 MAX_RECORDS = 10_000
+MAX_RECORD_BYTES = 256 * 2**20  # checks.jsonl and its arrays together
 
 
 @dataclass
@@ -44,7 +47,7 @@ class ExecutionJob:
 
 @dataclass
 class ExecutionOutcome:
-    """What happened: ``status`` is ok, timeout, kernel_died, killed or runner_error."""
+    """What happened: ``status`` is ok, timeout, kernel_died, killed, runner_error or tampered."""
 
     status: str
     message: str
@@ -92,14 +95,19 @@ def _limit_resources(limits: Limits, gpu: bool, cgroup: sandbox.Cgroup | None) -
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
 
 
-def _gpu_guard(workdir: Path, fraction: float) -> None:
-    """An IPython startup file capping torch's share of a shared GPU for this kernel."""
+def _gpu_startup(workdir: Path, fraction: float) -> None:
+    """An IPython startup file for kernels that see a GPU: cap torch's share of a shared
+    GPU, and make CUDA deterministic, so that the same answers record the same values as
+    the solution's run (cuBLAS may otherwise pick kernels whose sums differ run to run)."""
     startup = workdir / "home" / ".ipython" / "profile_default" / "startup"
     startup.mkdir(parents=True, exist_ok=True)
-    (startup / "00-gpu-share.py").write_text(
+    (startup / "00-gpu.py").write_text(
         "import torch\n"
         "if torch.cuda.is_available():\n"
         f"    torch.cuda.set_per_process_memory_fraction({fraction!r})\n"
+        "    torch.backends.cudnn.benchmark = False\n"
+        "    torch.backends.cudnn.deterministic = True\n"
+        "    torch.use_deterministic_algorithms(True, warn_only=True)\n"
     )
 
 
@@ -121,6 +129,8 @@ def _environment(workdir: Path, job: ExecutionJob) -> dict[str, str]:
         ENV_VAR: str(workdir / "checks"),
         "CUDA_VISIBLE_DEVICES": "" if job.gpu is None else str(job.gpu),
     }
+    if job.gpu is not None:
+        env["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # deterministic cuBLAS (see _gpu_startup)
     if os.environ.get("COURSE_DATA_DIR"):
         env["COURSE_DATA_DIR"] = os.environ["COURSE_DATA_DIR"]
     if job.threads:
@@ -153,40 +163,92 @@ def _kill_tree(root_pid: int, session: int | None) -> None:
     psutil.wait_procs(victims, timeout=5)
 
 
-def read_records(checks_dir: Path) -> list[dict[str, Any]]:
-    """Parse ``checks.jsonl`` defensively: it was written by untrusted code."""
-    path = checks_dir / RECORDS_FILE
-    if not path.is_file():
+class TamperedFileError(Exception):
+    """A file the grader reads back from a job's directory is not what the runner wrote."""
+
+
+def read_job_file(workdir: Path, relative: str, limit: int, tail: bool = False) -> bytes | None:
+    """Read ``workdir/relative`` without trusting it: the sandboxed user owns everything there.
+
+    The grader runs as root outside the sandbox, so a symlink to ``/dev/zero``, a FIFO or
+    a link to the solutions must not be followed: no component may be a symlink, only a
+    regular file is read, and at most ``limit`` bytes (its last ``limit`` bytes when
+    ``tail``). Returns None when the file does not exist.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    *folders, name = Path(relative).parts
+    fd = os.open(workdir, flags | os.O_DIRECTORY)
+    try:
+        for folder in folders:
+            fd, parent = os.open(folder, flags | os.O_DIRECTORY, dir_fd=fd), fd
+            os.close(parent)
+        fd, parent = os.open(name, flags | os.O_NONBLOCK, dir_fd=fd), fd
+        os.close(parent)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TamperedFileError(f"{relative} is not a regular file")
+        if info.st_size > limit:
+            if not tail:
+                raise TamperedFileError(f"{relative} is larger than {limit} bytes")
+            os.lseek(fd, info.st_size - limit, os.SEEK_SET)
+        chunks, left = [], limit
+        while left > 0 and (chunk := os.read(fd, min(left, 2**20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # ELOOP: a symlink; ENOTDIR: a folder replaced by a file; ...
+        reason = {
+            errno.ELOOP: "is a symbolic link (not followed)",
+            errno.ENOTDIR: "passes through something that is not a folder (a symbolic link?)",
+        }.get(exc.errno, f"could not be read safely ({exc.strerror})")
+        raise TamperedFileError(f"{relative} {reason}") from None
+    finally:
+        os.close(fd)
+
+
+def read_records(workdir: Path) -> list[dict[str, Any]]:
+    """Parse ``checks/checks.jsonl`` defensively: it was written by untrusted code."""
+    raw = read_job_file(workdir, f"checks/{RECORDS_FILE}", MAX_RECORD_BYTES)
+    if raw is None:
         return []
+    budget = [MAX_RECORD_BYTES - len(raw)]
     records: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f):
-            if len(records) >= MAX_RECORDS:
-                break
-            try:
-                record = json.loads(line)
-                name = str(record["name"])
-                value = _inline_arrays(record["value"], checks_dir)
-            except (ValueError, KeyError, TypeError, OSError):
-                continue
-            records.append({
-                "name": name,
-                "value": value,
-                "criteria": record.get("criteria") if isinstance(record.get("criteria"), dict) else {},
-                "line": number,  # position in the file: which cell wrote it (see score.cell_ranges)
-            })
+    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines()):
+        if len(records) >= MAX_RECORDS:
+            break
+        try:
+            record = json.loads(line)
+            name = str(record["name"])
+            value = _inline_arrays(record["value"], workdir, budget)
+        except (ValueError, KeyError, TypeError):
+            continue
+        records.append({
+            "name": name,
+            "value": value,
+            "criteria": record.get("criteria") if isinstance(record.get("criteria"), dict) else {},
+            "line": number,  # position in the file: which cell wrote it (see score.cell_ranges)
+        })
     return records
 
 
-def _inline_arrays(value: Any, directory: Path) -> Any:
+def _inline_arrays(value: Any, workdir: Path, budget: list[int]) -> Any:
     if not isinstance(value, dict):
         raise TypeError("record value must be an object")
     if "file" in value:
         name = Path(str(value["file"])).name  # no path tricks: only files in the checks dir
-        value = {**value, "npy": (directory / name).read_bytes()}
+        try:
+            data = read_job_file(workdir, f"checks/{name}", max(budget[0], 0))
+        except TamperedFileError:
+            data = None
+        if data is None:
+            raise TypeError("array file missing")
+        budget[0] -= len(data)
+        value = {**value, "npy": data}
         del value["file"]
     if value.get("kind") == "sequence":
-        value = {**value, "items": [_inline_arrays(v, directory) for v in value.get("items", [])]}
+        value = {**value, "items": [_inline_arrays(v, workdir, budget) for v in value.get("items", [])]}
     return value
 
 
@@ -196,6 +258,9 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
     workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
     start = time.monotonic()
     lease = cgroup = spec_file = None
+    isolate = isolated()
+    if isolate:  # the job's own files live in RAM, capped: no submission can fill the disk
+        sandbox.mount_scratch(workdir, 2 * limits.max_notebook_bytes + limits.max_output_bytes + MAX_RECORD_BYTES + 2**26)
     try:
         for sub in ("work", "home", "tmp", "runtime", "checks"):
             (workdir / sub).mkdir()
@@ -207,10 +272,10 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             "max_output_bytes": limits.max_output_bytes,
         }))
         if job.gpu is not None:
-            _gpu_guard(workdir, limits.gpu_memory_fraction)
+            _gpu_startup(workdir, limits.gpu_memory_fraction)
         env = _environment(workdir, job)
         command = [sys.executable, "-m", "autograder.runner", str(workdir)]
-        if isolated():
+        if isolate:
             lease = sandbox.UidLease()
             cgroup = sandbox.Cgroup(workdir.name, limits.memory_bytes, limits.max_processes)
             for path in [workdir, *workdir.rglob("*")]:
@@ -246,21 +311,43 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             _kill_tree(proc.pid, proc.pid)
             proc.wait()
             log.close()
-        status_file = workdir / "status.json"
+        tampered: list[str] = []
+
+        def read_back(relative: str, limit: int, tail: bool = False) -> bytes | None:
+            try:
+                return read_job_file(workdir, relative, limit, tail)
+            except TamperedFileError as exc:
+                tampered.append(str(exc))
+                return None
+
         if status == "ok":
-            if status_file.is_file():
-                reported = json.loads(status_file.read_text())
-                status, message = str(reported.get("status", "runner_error")), str(reported.get("message", ""))
-            else:
+            reported = read_back("status.json", 2**16)
+            if reported is not None:
+                try:
+                    report = json.loads(reported)
+                    status, message = str(report["status"]), str(report.get("message", ""))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    tampered.append("status.json is not the runner's report")
+            elif not tampered:
+                log = (read_back("runner.log", 4096, tail=True) or b"").decode("utf-8", errors="replace")
                 status = "killed"
-                message = f"the grading process was killed (exit status {proc.returncode}); " + _tail(workdir / "runner.log")
+                message = f"the grading process was killed (exit status {proc.returncode}); " + _tail(log)
         if cgroup is not None and cgroup.oom_killed():
             message = f"{message} (the submission exceeded its memory limit of {limits.memory_bytes / 2**30:.1f} GiB)"
-        output = workdir / "output.ipynb"
-        notebook = output.read_text(encoding="utf-8", errors="replace") if output.is_file() else None
-        records = read_records(workdir / "checks")
+        output = read_back("output.ipynb", limits.max_notebook_bytes + limits.max_output_bytes)
+        notebook = output.decode("utf-8", errors="replace") if output is not None else None
+        try:
+            records = read_records(workdir)
+        except TamperedFileError as exc:
+            tampered.append(str(exc))
+            records = []
+        if tampered:
+            status = "tampered"
+            message = "the submission tampered with the grader's files: " + "; ".join(tampered)
         return ExecutionOutcome(status, message, notebook, records, time.monotonic() - start, os.uname().nodename)
     finally:
+        if isolate:
+            sandbox.unmount_scratch(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
         if spec_file is not None:
             spec_file.unlink(missing_ok=True)
@@ -270,9 +357,5 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             lease.release()
 
 
-def _tail(path: Path, lines: int = 5) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])[-1000:]
+def _tail(text: str, lines: int = 5) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])[-1000:]

@@ -161,6 +161,19 @@ class DaskWorkers:
         pass
 
 
+def _reference_runner(options: GradeOptions, gpus: int, use_cuda: bool) -> Callable[[ExecutionJob], ExecutionOutcome]:
+    """The solution runs where the submissions run: on a GPU (or the cluster) when they do."""
+
+    def run(job: ExecutionJob) -> ExecutionOutcome:
+        workers = DaskWorkers(options.scheduler, use_cuda) if options.scheduler else LocalWorkers(1, gpus)
+        try:
+            return workers.submit(job).result()
+        finally:
+            workers.close()
+
+    return run
+
+
 def _prepare(assignment: Assignment, student: str, path: Path | None, course: Course) -> tuple[SubmissionResult, str | None]:
     """Steps 1-2: the result so far and the notebook to execute (None when there is nothing to run)."""
     result = SubmissionResult(student, assignment.name, "graded")
@@ -191,7 +204,8 @@ def _finish(assignment: Assignment, reference, result: SubmissionResult, outcome
         return
     result.seconds, result.host = outcome.seconds, outcome.host
     if outcome.status != "ok":
-        result.status = "problem" if outcome.notebook else "failed"
+        # Tampering is flagged, but the answers still earn what their records show.
+        result.status = "problem" if outcome.notebook or outcome.status == "tampered" else "failed"
         result.problems.append(outcome.message)
 
 
@@ -211,7 +225,7 @@ def grade(
     with GradebookWriter(course) as gradebook:
         if not gradebook.has_assignment(assignment):
             release(course, name)  # registers the assignment's cells in the gradebook
-        reference = reference_for(course, assignment, parameters)
+        reference = reference_for(course, assignment, parameters, run=_reference_runner(options, gpus, use_cuda))
         pending: list[tuple[SubmissionResult, str]] = []
         for student, path in find_submissions(course, name, options.students).items():
             out_dir = course.autograded / student / name
@@ -231,7 +245,8 @@ def grade(
         else:
             count = options.workers or (gpus if gpus else (os.cpu_count() or 1))
             workers = LocalWorkers(max(1, min(count, len(pending) or 1)), gpus)
-        threads = max(1, (os.cpu_count() or 1) // workers.capacity) if not use_cuda else None
+        # Each kernel gets its share of the cores, on GPU runners too (data loading, CPU ops).
+        threads = max(1, (os.cpu_count() or 1) // workers.capacity)
         bar = tqdm(total=len(pending), desc=f"grading {name}", unit="nb", disable=not options.progress)
         try:
             for result, outcome in _run(pending, parameters, course, workers, threads):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +54,12 @@ def run(workdir: Path) -> dict:
 def main() -> None:
     workdir = Path(sys.argv[1])
     result = run(workdir)
-    (workdir / "status.json").write_text(json.dumps(result))
+    # Write beside, then rename: a symlink or FIFO the submission left at status.json is
+    # replaced, never followed or blocked on.
+    fd, temporary = tempfile.mkstemp(dir=workdir, prefix=".status-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f)
+    os.replace(temporary, workdir / "status.json")
 
 
 if __name__ == "__main__":

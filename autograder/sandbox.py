@@ -7,7 +7,10 @@ autograder.sandbox ...``. Inside the new namespaces this module, still root:
    and the Python environment bound back (read-only), so solutions, hidden tests, the
    gradebook, other submissions and ``.git`` are out of reach;
 2. gives the job private, size-limited ``/tmp``, ``/var/tmp`` and ``/dev/shm`` and binds
-   its own working directory at ``/tmp/job`` (other jobs' directories are invisible);
+   its own working directory at ``/tmp/job`` (other jobs' directories are invisible); that
+   directory is itself a size-limited tmpfs (:func:`mount_scratch`), so no write reaches
+   the grader's disk, and the grader reads back from it without following links
+   (:func:`autograder.execute.read_job_file`);
 3. brings up loopback only (the kernel talks to papermill over it; nothing else is
    reachable) and mounts a fresh ``/proc`` (the grader's processes and their
    environments cannot be read);
@@ -25,6 +28,8 @@ import json
 import os
 import resource
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -112,8 +117,30 @@ class Cgroup:
                 pass
 
 
+SCRATCH_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # replaced by private, size-capped tmpfs
+
+
 def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def mount_scratch(path: Path, size_bytes: int) -> None:
+    """A size-capped tmpfs at ``path`` (in the grader's namespace; its pages are charged
+    to the memory cgroup of the job that writes them)."""
+    _mount("-t", "tmpfs", "-o", f"size={size_bytes},mode=700", "tmpfs", str(path))
+
+
+def unmount_scratch(path: Path) -> None:
+    subprocess.run(["umount", "--lazy", str(path)], capture_output=True)
+
+
+def _loopback_up() -> None:
+    """``ip link set lo up`` without needing iproute2: the kernel talks to papermill over it."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14s", b"lo", 0, b"")
+        flags = struct.unpack("16sH14s", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b""))
 
 
 def _bind_back(fd: int, target: Path) -> None:
@@ -153,18 +180,24 @@ def enter(spec: dict) -> None:
     fds = {path: os.open(path, os.O_RDONLY | os.O_DIRECTORY) for path in [workdir, *keep]}
     for path in hide:
         _mount("-t", "tmpfs", "-o", "size=16m,mode=755", "tmpfs", str(path))
-    for path in keep:
-        if any(h == path or h in path.parents for h in hide):
-            _bind_back(fds[path], path)
     scratch = f"size={spec['scratch_bytes']},mode=1777"
-    for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
-        if Path(tmp).is_dir():
-            _mount("-t", "tmpfs", "-o", scratch, "tmpfs", tmp)
+    private = [Path(tmp) for tmp in SCRATCH_DIRS if Path(tmp).is_dir()]
+    for tmp in private:
+        _mount("-t", "tmpfs", "-o", scratch, "tmpfs", str(tmp))
+    # After the covering mounts: a kept path under /tmp (a course cloned there) survives too.
+    covered = hide + private
+    for path in keep:
+        if any(c == path or c in path.parents for c in covered):
+            _bind_back(fds[path], path)
     JOB_DIR.mkdir(parents=True, exist_ok=True)
     _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{fds[workdir]}", str(JOB_DIR))
+    # The notebook's own scratch space: whatever it writes there cannot crowd out the
+    # files the grader reads back (output.ipynb, status.json, checks/).
+    for sub in ("work", "tmp"):
+        _mount("-t", "tmpfs", "-o", scratch, "tmpfs", str(JOB_DIR / sub))
     for fd in fds.values():
         os.close(fd)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, capture_output=True)
+    _loopback_up()
 
     uid = int(spec["uid"])
     limits = spec["limits"]

@@ -44,6 +44,16 @@ EXPECTED = {
     "kill_everything": (2.0, "graded", ""),  # kill(-1) reaches no grader process; mean never defined
     "delete_records": (3.0, "graded", ""),
     "relabel_cells": (3.0, "problem", "missing"),
+    "symlink_status": (5.0, "graded", ""),  # the runner replaces status.json, never follows it
+    "fifo_status": (5.0, "graded", ""),  # ... nor blocks on a FIFO put there
+    "symlink_records": (0.0, "problem", "checks.jsonl is a symbolic link"),  # the grader never reads /dev/zero
+    "symlink_output": (0.0, "problem", "output.ipynb is a symbolic link"),  # never read: without it no record can be placed
+    "os_exit": (2.0, "problem", "kernel died"),
+    "rigged_dunder": (3.0, "graded", ""),  # a float subclass rigged to equal anything is still 0.0
+    "detached_daemon": (5.0, "graded", ""),  # a setsid daemon dies with the job's PID namespace
+    "regain_root": (3.0, "graded", ""),  # no setuid, chroot, or user namespace that unmounts the jail
+    "inherited_fds": (3.0, "graded", ""),  # no descriptor of the grader's files is inherited
+    "big_files": (5.0, "graded", ""),  # the job's directory is a capped tmpfs, not the grader's disk
 }
 HONEST = {"honest-a": ("correct", 5.0), "honest-b": ("partly_wrong", 3.5)}
 
@@ -121,3 +131,9 @@ def test_the_grading_machine_is_unharmed(attacked):
     assert not leftovers() - before
     executed = course.autograded / "print-gigabytes" / "tiny" / "tiny.ipynb"
     assert executed.stat().st_size < 20 * 2**20, "outputs were not capped"
+
+
+def test_nothing_behind_a_link_reaches_the_graded_files(attacked):
+    course, _, _, _ = attacked
+    kept = "".join(p.read_text(errors="replace") for p in (course.autograded / "symlink-output").rglob("*") if p.is_file())
+    assert "BEGIN SOLUTION" not in kept and "BEGIN HIDDEN TESTS" not in kept

@@ -1,12 +1,13 @@
 """End to end: every fixture submission graded in one run, with exact expected scores."""
 
 import csv
-import shutil
 
 import pytest
 
 from autograder import cli
+from autograder import grade as grade_module
 from autograder.config import Course, Limits
+from autograder.execute import ExecutionJob
 from autograder.grade import GradeOptions, grade
 from autograder.gradebook import GradebookWriter
 from tests.autograder.conftest import SUBMISSIONS, make_course, submit
@@ -144,9 +145,18 @@ def test_same_scores_twice(tmp_path):
     first = grade(course, "tiny", GradeOptions(workers=1, progress=False)).results[0]
     second = grade(course, "tiny", GradeOptions(workers=1, progress=False, force=True)).results[0]
     assert [c.score for c in first.cells] == [c.score for c in second.cells]
-    assert shutil.which  # determinism holds across runs; seeds are parameters
 
 
 def test_limits_are_typed():
     assert Limits().cell_timeout > 0 and Course(".").db_url.startswith("sqlite:///")
     assert SUBMISSIONS.is_dir()
+
+
+def test_the_reference_runs_where_the_submissions_run(monkeypatch):
+    seen = []
+    monkeypatch.setattr(grade_module, "execute", lambda job: seen.append(job.gpu) or "outcome")
+    run = grade_module._reference_runner(GradeOptions(device="cuda"), gpus=1, use_cuda=True)
+    assert run(ExecutionJob("{}", {"device": "cuda"})) == "outcome"
+    run = grade_module._reference_runner(GradeOptions(device="cpu"), gpus=0, use_cuda=False)
+    assert run(ExecutionJob("{}", {"device": "cpu"})) == "outcome"
+    assert seen == [0, None]

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import zipfile
 
 import nbformat
@@ -10,8 +11,10 @@ import pytest
 
 from autograder.assemble import WrongAssignmentError, assemble
 from autograder.cells import grade_id
+from autograder.checks import ENV_VAR, RECORDS_FILE, check
 from autograder.collect import collect
 from autograder.config import Limits
+from autograder.execute import TamperedFileError, read_job_file
 from autograder.load import SubmissionError, read_submission
 from autograder.records import compare
 from autograder.release import release
@@ -177,3 +180,46 @@ def test_a_submission_that_keeps_killing_its_worker_is_retried_then_failed(cours
     assert calls["crasher"] == grade_module.MAX_ATTEMPTS
     assert results["crasher"].status == "failed" and "gave up" in results["crasher"].problems[0]
     assert results["fine"].score == 5.0
+
+
+def test_job_files_are_read_back_without_following_links(tmp_path):
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "status.json").write_text('{"status": "ok"}')
+    (tmp_path / "runner.log").write_text("x" * 100 + "last line")
+    assert read_job_file(tmp_path, "status.json", 1024) == b'{"status": "ok"}'
+    assert read_job_file(tmp_path, "output.ipynb", 1024) is None
+    assert read_job_file(tmp_path, "runner.log", 9, tail=True) == b"last line"
+    with pytest.raises(TamperedFileError, match="larger than"):
+        read_job_file(tmp_path, "runner.log", 9)
+    os.symlink("/dev/zero", tmp_path / "checks" / "checks.jsonl")
+    with pytest.raises(TamperedFileError, match="symbolic link"):
+        read_job_file(tmp_path, "checks/checks.jsonl", 1024)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(TamperedFileError, match="not a regular file"):
+        read_job_file(tmp_path, "fifo", 1024)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "checks.jsonl").write_text("{}")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "linked")
+    with pytest.raises(TamperedFileError, match="not a folder"):
+        read_job_file(tmp_path, "linked/checks.jsonl", 1024)
+
+
+def test_rigged_scalars_are_recorded_as_what_they_hold(tmp_path, monkeypatch):
+    class Rigged(float):
+        def __float__(self):
+            return 6.0
+
+        def __eq__(self, other):
+            return True
+
+    class Liar:
+        __class__ = property(lambda self: float)  # isinstance(Liar(), float) is True
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    check("rigged", Rigged(0.0))
+    check("liar", Liar())
+    check("rigged_int", type("RiggedInt", (int,), {"__int__": lambda self: 6})(0))
+    records = [json.loads(line) for line in (tmp_path / RECORDS_FILE).read_text().splitlines()]
+    assert records[0]["value"] == {"kind": "float", "value": 0.0}
+    assert records[1]["value"]["kind"] == "unsupported"
+    assert records[2]["value"] == {"kind": "int", "value": 0}

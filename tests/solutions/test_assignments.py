@@ -64,3 +64,19 @@ def test_solution_full_marks_and_blank_release_zero(name, tmp_path):
     assert results["solution"].status == "graded", results["solution"].problems
     assert results["blank"].score == 0.0 and results["blank"].status == "graded"
     assert any(c.kind == "manual" for c in results["solution"].cells), "written answers are graded by hand"
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_softmax_solution_graded_on_cuda_earns_full_marks(tmp_path):
+    course = course_with(tmp_path, "softmax")
+    target = course.submitted / "solution" / "softmax" / "softmax.ipynb"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(course.solutions / "softmax" / "softmax.ipynb", target)
+    report = grade(course, "softmax", GradeOptions(device="cuda", progress=False))
+    (result,) = report.results
+    assert result.status == "graded", result.problems
+    assert result.score == sum(c.points for c in result.cells if c.kind == "auto")
+    executed = nbformat.read(course.autograded / "solution" / "softmax" / "softmax.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "device cuda" in printed, "the notebook must have run on the GPU"
