@@ -3,9 +3,11 @@
 ``execute`` starts ``unshare --net --mount --pid --fork --mount-proc --kill-child python -m
 autograder.sandbox ...``. Inside the new namespaces this module, still root:
 
-1. hides the course: a tmpfs over the course root, with only ``lib/``, ``autograder/``
-   and the Python environment bound back (read-only), so solutions, hidden tests, the
-   gradebook, other submissions and ``.git`` are out of reach;
+1. hides everything but the system: a tmpfs over the course root and over every
+   top-level folder other than the system's own (``/home``, ``/srv``, ``/opt``, ...), with
+   only ``lib/``, ``autograder/`` and the Python environment bound back (read-only), so
+   solutions, hidden tests, the gradebook, other submissions, ``.git`` and any other copy
+   of them on the machine are out of reach;
 2. gives the job private, size-limited ``/tmp``, ``/var/tmp`` and ``/dev/shm`` and binds
    its own working directory at ``/tmp/job`` (other jobs' directories are invisible); that
    directory is itself a size-limited tmpfs (:func:`mount_scratch`), so no write reaches
@@ -149,17 +151,28 @@ def _bind_back(fd: int, target: Path) -> None:
     _mount("-o", "remount,bind,ro", str(target))
 
 
+SYSTEM_DIRS = frozenset({"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "dev", "proc", "sys", "tmp", "nix"})
+
+
 def jail_paths(course_root: Path, extra_keep: list[Path]) -> tuple[list[Path], list[Path]]:
     """(hide, keep): what to cover with an empty tmpfs, and what to bind back read-only.
 
+    Hidden: every top-level folder but the system's own (``/usr``, ``/etc``, ``/lib``, ...),
+    so that ``/home``, ``/srv``, ``/opt``, ``/work``, ``/var`` and wherever else copies of
+    solutions or other courses may lie are out of reach, not just this course; also the
+    course root and the grader's home, and every ancestor of a kept path that others may
+    not enter (such as ``/root``), which the unprivileged sandbox user could not traverse.
     Kept: the course's ``lib`` and ``autograder``, the Python environment and the Python
-    installation it was made from, and any data cache. Hidden: the course root, the
-    grader's home, and every ancestor of a kept path that others may not enter (such as
-    ``/root``), which the unprivileged sandbox user could not traverse otherwise.
+    installation it was made from, and any data cache.
     """
     keep = [course_root / "lib", course_root / "autograder", Path(sys.prefix), Path(sys.base_prefix), *extra_keep]
     keep = [p.resolve() for p in keep if p.exists()]
     hide = {course_root.resolve(), Path.home().resolve()}
+    for entry in os.scandir("/"):
+        # Symlinks (/lib -> usr/lib on merged-/usr systems) are never mounted over: the
+        # mount would land on their target.
+        if entry.name not in SYSTEM_DIRS and entry.is_dir(follow_symlinks=False):
+            hide.add(Path(entry.path))
     for path in keep:
         for parent in path.parents:
             if parent != Path("/") and not (parent.stat().st_mode & 0o001):

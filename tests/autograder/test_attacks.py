@@ -4,6 +4,7 @@ grader's machine unharmed. Needs the sandbox (root + namespaces); skipped otherw
 
 import http.server
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -38,7 +39,7 @@ EXPECTED = {
     "patch_builtins": (0.0, "problem", "longer than its limit"),  # the kernel hangs on its own sabotage
     "patch_testing": (3.0, "graded", ""),  # patched comparison helpers are never used to judge
     "swallow_errors": (3.0, "graded", ""),
-    "steal_solutions": (3.0, "graded", ""),
+    "steal_solutions": (3.0, "graded", ""),  # not this course's, nor a copy elsewhere (/srv)
     "raise_others": (5.0, "graded", ""),  # and every other student's grade is untouched
     "ignore_interrupt": (2.0, "problem", "longer than its limit"),
     "kill_everything": (2.0, "graded", ""),  # kill(-1) reaches no grader process; mean never defined
@@ -76,6 +77,10 @@ def attacked(tmp_path_factory):
         submit(course, attack.replace("_", "-"), f"attack_{attack}")
     for student, (fixture, _) in HONEST.items():
         submit(course, student, fixture)
+    # A copy of the solutions outside the course, as on a machine with several checkouts:
+    # steal_solutions must not find it either.
+    decoy = Path("/srv") / f"autograder-decoy-{os.getpid()}"
+    shutil.copytree(course.solutions, decoy / "solutions")
     server = http.server.HTTPServer(("127.0.0.1", 18765), http.server.SimpleHTTPRequestHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ["GRADER_SECRET"] = "do-not-leak"
@@ -86,6 +91,7 @@ def attacked(tmp_path_factory):
     finally:
         server.shutdown()
         del os.environ["GRADER_SECRET"]
+        shutil.rmtree(decoy)
     return course, report, lib_files, before
 
 
