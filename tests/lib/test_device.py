@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -82,6 +83,13 @@ def test_seed_everything_makes_runs_reproducible():
     big = draws()
     seed_everything(2**40)
     assert draws() == big
+
+
+def test_seed_everything_leaves_the_environment_alone():
+    # It once set PYTHONHASHSEED=2**40, which every later Python subprocess refused to start with.
+    before = dict(os.environ)
+    seed_everything(2**40)
+    assert dict(os.environ) == before
 
 
 def test_seed_everything_rejects_bad_seeds():
