@@ -140,7 +140,8 @@ class DaskWorkers:
     def __init__(self, address: Any, gpus: bool) -> None:
         from distributed import Client
 
-        self.client = address if hasattr(address, "submit") else Client(address)
+        self.owned = not hasattr(address, "submit")  # a Client made here is closed here
+        self.client = Client(address) if self.owned else address
         self.gpus = gpus
         self.capacity = max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
 
@@ -158,7 +159,8 @@ class DaskWorkers:
         return set(dask_wait(futures, return_when="FIRST_COMPLETED").done)
 
     def close(self) -> None:
-        pass
+        if self.owned:
+            self.client.close()
 
 
 def _reference_runner(options: GradeOptions, gpus: int, use_cuda: bool) -> Callable[[ExecutionJob], ExecutionOutcome]:

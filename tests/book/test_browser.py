@@ -405,12 +405,14 @@ def test_page_downloads_as_notebook(reader, site, page):
     nb = nbformat.reads(body.decode("utf-8"), as_version=4)
     nbformat.validate(nb)
     assert nb.metadata.get("kernelspec", {}).get("name"), f"{page}: the downloaded notebook has no kernelspec"
-    # It is this page: the same code cells as the source. (Outputs are there when the
-    # build executed the page, not when it came from jupyter-cache: myst-nb 1.4 writes
-    # the notebook before merging the cached outputs into it.)
+    # It is this page: the same code cells as the source, with the outputs the page shows
+    # (also when the page came from jupyter-cache: see _ext/notebook_downloads.py).
     cells = [c.source.strip() for c in nb.cells if c.cell_type == "code"]
     expected = source_code_cells(page)
     assert cells == expected, f"{page}: the downloaded notebook's code cells differ from the page's source"
+    shown = reader.page.locator(".cell_output").count()
+    kept = sum(1 for c in nb.cells if c.cell_type == "code" and c.get("outputs"))
+    assert (kept > 0) == (shown > 0), f"{page}: the page shows {shown} outputs, the download has {kept} cells with outputs"
     reader.assert_clean()
 
 
