@@ -73,7 +73,7 @@ test-fast: $(ENV_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(ENV_STAMP)
-	$(BIN)/ruff check lib autograder tests benchmarks
+	$(BIN)/ruff check lib autograder tests benchmarks _ext
 
 release: $(ENV_STAMP)
 	$(BIN)/python -m autograder release $(ASSIGNMENT)
