@@ -208,9 +208,9 @@ def read_job_file(workdir: Path, relative: str, limit: int, tail: bool = False) 
         os.close(fd)
 
 
-def read_records(workdir: Path) -> list[dict[str, Any]]:
-    """Parse ``checks/checks.jsonl`` defensively: it was written by untrusted code."""
-    raw = read_job_file(workdir, f"checks/{RECORDS_FILE}", MAX_RECORD_BYTES)
+def read_records(raw: bytes | None, workdir: Path) -> list[dict[str, Any]]:
+    """Parse ``checks/checks.jsonl`` (``raw``, as read by :func:`read_job_file`) defensively:
+    it was written by untrusted code. Arrays are read from ``workdir/checks``."""
     if raw is None:
         return []
     budget = [MAX_RECORD_BYTES - len(raw)]
@@ -259,9 +259,9 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
     start = time.monotonic()
     lease = cgroup = spec_file = None
     isolate = isolated()
-    if isolate:  # the job's own files live in RAM, capped: no submission can fill the disk
-        sandbox.mount_scratch(workdir, 2 * limits.max_notebook_bytes + limits.max_output_bytes + MAX_RECORD_BYTES + 2**26)
     try:
+        if isolate:  # the job's own files live in RAM, capped: no submission can fill the disk
+            sandbox.mount_scratch(workdir, 2 * limits.max_notebook_bytes + limits.max_output_bytes + MAX_RECORD_BYTES + 2**26)
         for sub in ("work", "home", "tmp", "runtime", "checks"):
             (workdir / sub).mkdir()
         (workdir / "input.ipynb").write_text(job.notebook, encoding="utf-8")
@@ -336,11 +336,7 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             message = f"{message} (the submission exceeded its memory limit of {limits.memory_bytes / 2**30:.1f} GiB)"
         output = read_back("output.ipynb", limits.max_notebook_bytes + limits.max_output_bytes)
         notebook = output.decode("utf-8", errors="replace") if output is not None else None
-        try:
-            records = read_records(workdir)
-        except TamperedFileError as exc:
-            tampered.append(str(exc))
-            records = []
+        records = read_records(read_back(f"checks/{RECORDS_FILE}", MAX_RECORD_BYTES), workdir)
         if tampered:
             status = "tampered"
             message = "the submission tampered with the grader's files: " + "; ".join(tampered)
