@@ -17,6 +17,10 @@ from pathlib import Path
 
 
 def run(workdir: Path) -> dict:
+    # jsonschema (under nbformat) loads rfc3987_syntax when installed, which builds a
+    # grammar at import: about 1 s of CPU per submission, to check "iri" string formats
+    # that no notebook schema uses. The runner is started once per submission, so skip it.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
