@@ -71,17 +71,30 @@ class UidLease:
 
 
 class Cgroup:
-    """A cgroup v1 memory + pids group for one job, where the kernel offers it."""
+    """A memory + pids group for one job, where the kernel lets the grader make one.
+
+    cgroup v2 (the unified hierarchy of current distributions: ``memory.max``, swap off,
+    ``pids.max``) when ``/sys/fs/cgroup`` is one, else the v1 ``memory`` and ``pids``
+    controllers. Where neither can be made (a container without a writable cgroup tree)
+    the job runs with rlimits only and :attr:`limits_memory` is False.
+    """
 
     ROOT = Path("/sys/fs/cgroup")
+    PARENT = "autograder"
 
-    def __init__(self, name: str, memory_bytes: int, max_pids: int) -> None:
+    def __init__(self, name: str, memory_bytes: int, max_pids: int, root: Path | None = None) -> None:
+        root = root or self.ROOT
         self.dirs: list[Path] = []
+        self.limits_memory = False
+        self.unified = (root / "cgroup.controllers").is_file()
+        if self.unified:
+            self._make_unified(root, name, memory_bytes, max_pids)
+            return
         for controller, settings in (
             ("memory", {"memory.limit_in_bytes": memory_bytes, "memory.memsw.limit_in_bytes": memory_bytes}),
             ("pids", {"pids.max": max_pids}),
         ):
-            path = self.ROOT / controller / "autograder" / name
+            path = root / controller / self.PARENT / name
             try:
                 path.mkdir(parents=True, exist_ok=True)
             except OSError:
@@ -92,10 +105,31 @@ class Cgroup:
                 except OSError:
                     pass  # e.g. no swap accounting: memsw is absent
             self.dirs.append(path)
+            self.limits_memory |= controller == "memory"
 
-    @property
-    def limits_memory(self) -> bool:
-        return any(path.parent.parent.name == "memory" for path in self.dirs)
+    def _make_unified(self, root: Path, name: str, memory_bytes: int, max_pids: int) -> None:
+        parent = root / self.PARENT
+        try:
+            parent.mkdir(exist_ok=True)
+            path = parent / name
+            path.mkdir(exist_ok=True)
+        except OSError:
+            return
+        # Controllers reach a group only when every ancestor delegates them; the parent
+        # holds no process itself, as v2 requires of a group that delegates.
+        for group in (root, parent):
+            for controller in ("+memory", "+pids"):
+                try:
+                    (group / "cgroup.subtree_control").write_text(controller)
+                except OSError:
+                    pass  # not offered here: the limit below cannot be set either
+        self.dirs.append(path)
+        for key, value in (("memory.max", memory_bytes), ("memory.swap.max", 0), ("pids.max", max_pids)):
+            try:
+                (path / key).write_text(str(value))
+            except OSError:
+                continue  # memory.swap.max is absent without swap accounting
+            self.limits_memory |= key == "memory.max"
 
     def add(self, pid: int) -> None:
         for path in self.dirs:
@@ -105,10 +139,15 @@ class Cgroup:
                 pass
 
     def oom_killed(self) -> bool:
+        """Whether the kernel killed a process of the group for going over its memory limit."""
         for path in self.dirs:
-            control = path / "memory.oom_control"
-            if control.is_file() and "oom_kill 0" not in control.read_text() and "oom_kill " in control.read_text():
-                return True
+            for events in ("memory.events", "memory.oom_control"):  # v2, v1
+                try:
+                    counters = dict(line.split() for line in (path / events).read_text().splitlines() if " " in line)
+                except (OSError, ValueError):
+                    continue
+                if int(counters.get("oom_kill", 0)) > 0:
+                    return True
         return False
 
     def remove(self) -> None:

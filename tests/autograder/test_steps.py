@@ -3,6 +3,9 @@
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import zipfile
 
 import nbformat
@@ -18,6 +21,7 @@ from autograder.execute import TamperedFileError, read_job_file
 from autograder.load import SubmissionError, read_submission
 from autograder.records import compare
 from autograder.release import release
+from autograder.sandbox import Cgroup
 from autograder.source import SourceError, load_assignment
 from tests.autograder.conftest import SUBMISSIONS
 
@@ -223,3 +227,57 @@ def test_rigged_scalars_are_recorded_as_what_they_hold(tmp_path, monkeypatch):
     assert records[0]["value"] == {"kind": "float", "value": 0.0}
     assert records[1]["value"]["kind"] == "unsupported"
     assert records[2]["value"] == {"kind": "int", "value": 0}
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+def test_cgroup_v2_limits_memory_swap_and_processes(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")  # a unified (v2) hierarchy
+    group = Cgroup("job-1", 2**30, 64, root=tmp_path)
+    path = tmp_path / "autograder" / "job-1"
+    assert group.unified and group.limits_memory and group.dirs == [path]
+    assert [(path / f).read_text() for f in ("memory.max", "memory.swap.max", "pids.max")] == [str(2**30), "0", "64"]
+    group.add(4242)
+    assert (path / "cgroup.procs").read_text() == "4242"
+    (path / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 0\n")
+    assert not group.oom_killed()  # reached the limit and reclaimed, nobody killed
+    (path / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
+    assert group.oom_killed()
+
+
+def test_cgroup_v1_limits_memory_and_processes(tmp_path):
+    for controller in ("memory", "pids"):
+        (tmp_path / controller).mkdir()
+    group = Cgroup("job-1", 2**30, 64, root=tmp_path)
+    assert not group.unified and group.limits_memory
+    assert (tmp_path / "memory" / "autograder" / "job-1" / "memory.limit_in_bytes").read_text() == str(2**30)
+    assert (tmp_path / "pids" / "autograder" / "job-1" / "pids.max").read_text() == "64"
+    control = tmp_path / "memory" / "autograder" / "job-1" / "memory.oom_control"
+    control.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")
+    assert not group.oom_killed()
+    control.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    assert group.oom_killed()
+
+
+def test_no_cgroup_where_none_can_be_made(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("memory pids\n")
+    (tmp_path / "autograder").write_text("")  # no group can be made below this
+    group = Cgroup("job-1", 2**30, 64, root=tmp_path)
+    assert group.dirs == [] and not group.limits_memory and not group.oom_killed()
+    group.add(4242)
+    group.remove()
+
+
+def test_cgroup_of_this_host_kills_a_memory_hog():
+    """The real kernel, with whichever hierarchy this host has (v1 here, v2 on most GPU servers)."""
+    group = Cgroup(f"test-{os.getpid()}", 64 * 2**20, 64)
+    try:
+        if not group.limits_memory:
+            pytest.skip("no memory cgroup can be made here (not root, or a read-only cgroup tree)")
+        hog = subprocess.run([sys.executable, "-c", "x = bytearray(512 * 2**20); x[::4096] = b'x' * len(x[::4096])"],
+                             preexec_fn=lambda: group.add(os.getpid()), capture_output=True)
+        assert hog.returncode == -signal.SIGKILL, hog
+        assert group.oom_killed()
+    finally:
+        group.remove()
