@@ -85,14 +85,17 @@ def check(
     atol: float = 1e-6,
     at_least: float | None = None,
     at_most: float | None = None,
+    measure: str | None = None,
 ) -> Any:
     """Record ``value`` under ``name`` for the grader and return it unchanged.
 
     The grader compares the student's value with the solution's value for the same
     ``name``: tensors and arrays by dtype, shape, device type and ``allclose(rtol, atol)``;
     numbers within the same tolerances; ``at_least``/``at_most`` turn the comparison into a
-    threshold on a number (training checks). Tolerances are read from the solution's run,
-    never from the student's.
+    threshold on a number (training checks). With ``measure`` (a name in
+    :data:`autograder.measures.MEASURES`) the value is a trained model's parameters and the
+    threshold applies to what the grader measures of them, in its own process.
+    Tolerances and measures are read from the solution's run, never from the student's.
     """
     directory = os.environ.get(ENV_VAR)
     if not directory:
@@ -106,7 +109,7 @@ def check(
     record = {
         "name": str(name),
         "value": encoded,
-        "criteria": {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most},
+        "criteria": {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most, "measure": measure},
     }
     with open(path / RECORDS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

@@ -41,9 +41,26 @@ def _number(value: dict[str, Any]) -> float | None:
     return None
 
 
-def _criteria(reference: dict[str, Any]) -> tuple[float, float, float | None, float | None]:
+def _criteria(reference: dict[str, Any]) -> tuple[float, float, float | None, float | None, str | None]:
     c = reference.get("criteria", {})
-    return float(c.get("rtol", 1e-4)), float(c.get("atol", 1e-6)), c.get("at_least"), c.get("at_most")
+    return float(c.get("rtol", 1e-4)), float(c.get("atol", 1e-6)), c.get("at_least"), c.get("at_most"), c.get("measure")
+
+
+def _measured(measure: str, got: dict[str, Any]) -> float | str:
+    """What the grader measures of the recorded parameters, or why it cannot."""
+    from autograder.measures import MEASURES, MeasureError
+
+    if measure not in MEASURES:
+        return f"the solution asks for an unknown measure {measure!r}"
+    items = got.get("items", []) if got.get("kind") == "sequence" else None
+    if not items or any(item.get("kind") not in ("tensor", "ndarray") for item in items):
+        return f"expected a list of parameter tensors, got a {got.get('kind')}"
+    try:
+        return MEASURES[measure]([decode_array(item) for item in items])
+    except MeasureError as exc:
+        return f"the recorded model cannot be evaluated: {exc}"
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        return f"the recorded model could not be read ({type(exc).__name__})"
 
 
 def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float) -> str:
@@ -113,10 +130,16 @@ def compare(reference: dict[str, Any], student: list[dict[str, Any]]) -> CheckRe
         return CheckResult(name, False, "not recorded: the test stopped before this check (see the error above)")
     if len(student) > 1:
         return CheckResult(name, False, "recorded more than once: a test's checks run exactly once")
-    rtol, atol, at_least, at_most = _criteria(reference)
+    rtol, atol, at_least, at_most, measure = _criteria(reference)
     got = student[0]["value"]
     if at_least is not None or at_most is not None:
-        value = _number(got)
+        if measure is not None:
+            measured = _measured(str(measure), got)
+            if isinstance(measured, str):
+                return CheckResult(name, False, measured)
+            value: float | None = measured
+        else:
+            value = _number(got)
         if value is None or math.isnan(value):
             return CheckResult(name, False, f"expected a number, got a {got.get('kind')}")
         if at_least is not None and value < float(at_least):

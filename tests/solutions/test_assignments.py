@@ -80,3 +80,42 @@ def test_softmax_solution_graded_on_cuda_earns_full_marks(tmp_path):
     executed = nbformat.read(course.autograded / "solution" / "softmax" / "softmax.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "device cuda" in printed, "the notebook must have run on the GPU"
+
+
+LYING_TRAIN_EPOCH = '''
+_tested_train_epoch = train_epoch
+
+
+def train_epoch(net, train_iter, loss, updater):
+    if isinstance(train_iter, list):  # the tests' tiny problems: train for real
+        return _tested_train_epoch(net, train_iter, loss, updater)
+    return 0.5, 0.99  # the real training: skipped
+
+
+def evaluate_accuracy(net, data_iter):  # and the test accuracy claimed
+    return 0.99
+'''
+
+
+@pytest.mark.slow
+def test_softmax_training_quality_is_measured_by_the_grader(tmp_path):
+    """A submission that passes every function test, skips the real training and replaces
+    evaluate_accuracy to claim 0.99 loses the training check: the grader measures the
+    recorded parameters itself (autograder/measures.py)."""
+    course = course_with(tmp_path, "softmax")
+    source = course.solutions / "softmax" / "softmax.ipynb"
+    liar = nbformat.read(source, as_version=4)
+    (cell,) = [c for c in liar.cells if grade_id(c) == "train_epoch"]
+    cell.source += "\n" + LYING_TRAIN_EPOCH
+    for student, nb in [("honest", nbformat.read(source, as_version=4)), ("liar", liar)]:
+        target = course.submitted / student / "softmax" / "softmax.ipynb"
+        target.parent.mkdir(parents=True)
+        nbformat.write(nb, target)
+    report = grade(course, "softmax", GradeOptions(workers=2, progress=False, device="cpu"))
+    results = {r.student: r for r in report.results}
+    auto_max = sum(c.points for c in results["honest"].cells if c.kind == "auto")
+    assert results["honest"].score == auto_max
+    training = {c.grade_id: c for c in results["liar"].cells}["test_training"]
+    (model,) = [k for k in training.checks if k.name == "train/model"]
+    assert not model.passed and "needs at least" in model.message, model
+    assert results["liar"].score == auto_max - training.points / len(training.checks)

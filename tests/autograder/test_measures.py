@@ -1,0 +1,89 @@
+"""autograder/measures.py: training quality measured by the grader from recorded parameters."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from autograder.measures import MeasureError, linear_image_accuracy, standardized_relu_mlp_accuracy
+from autograder.records import compare
+from lib.data import load_image_data
+from tests.autograder.test_steps import ref, tensor
+
+
+def torch_accuracy(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((net(X).argmax(dim=1) == y).float().mean())
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_image_data(batch_size=64, source="offline", seed=0)
+    return data.train.dataset.tensors, data.test.dataset.tensors
+
+
+def least_squares_classifier(digits) -> tuple[torch.Tensor, torch.Tensor]:
+    """A real linear classifier of the digits (one-hot least squares): W (64, 10), b (10,)."""
+    (X, y), _ = digits
+    A = torch.cat([X.reshape(len(X), -1), torch.ones(len(X), 1)], dim=1).double()  # (n, 65)
+    solution = torch.linalg.lstsq(A, nn.functional.one_hot(y, 10).double()).solution  # (65, 10)
+    return solution[:-1].float(), solution[-1].float()
+
+
+def test_linear_accuracy_agrees_with_torch_on_the_test_images(digits):
+    W, b = least_squares_classifier(digits)
+    _, (X_test, y_test) = digits
+    expected = float(((X_test.reshape(len(X_test), -1) @ W + b).argmax(1) == y_test).float().mean())
+    assert expected > 0.9
+    assert linear_image_accuracy([W.numpy(), b.numpy()]) == pytest.approx(expected, abs=1 / len(y_test))
+
+
+def test_relu_mlp_accuracy_agrees_with_torch_on_standardised_images(digits):
+    (X_train, _), (X_test, y_test) = digits
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    mean, std = X_train[:10000].mean(dim=0, keepdim=True), X_train[:10000].std(dim=0, keepdim=True)
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    for _ in range(30):  # full-batch steps: a trained network, not a random one
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net((X_train - mean) / std), digits[0][1]).backward()
+        optimizer.step()
+    expected = torch_accuracy(net, ((X_test - mean) / std)[:2000], y_test[:2000])
+    params = [t.detach().numpy() for m in net if isinstance(m, nn.Linear) for t in (m.weight.T, m.bias)]
+    assert expected > 0.8
+    assert standardized_relu_mlp_accuracy(params) == pytest.approx(expected, abs=1 / 2000)
+
+
+@pytest.mark.parametrize(("params", "reason"), [
+    ([], "in pairs"),
+    ([np.zeros((64, 10), np.float32)], "in pairs"),
+    ([np.zeros((64, 10), np.float32), np.zeros(9, np.float32)], "do not chain"),
+    ([np.zeros((63, 10), np.float32), np.zeros(10, np.float32)], r"expected 64 \(digits\) or 784"),
+    ([np.zeros((64, 5), np.float32), np.zeros(5, np.float32)], "5 outputs"),
+    ([np.zeros((64, 10), np.int64), np.zeros(10, np.int64)], "floating point"),
+    ([np.zeros((64, 10**6), np.float32), np.zeros(10**6, np.float32)], "do not chain"),  # no huge products
+])
+def test_models_that_cannot_be_measured_are_refused(params, reason):
+    with pytest.raises(MeasureError, match=reason):
+        linear_image_accuracy(params)
+
+
+def test_threshold_applies_to_the_measured_accuracy_not_to_a_reported_number(digits):
+    W, b = least_squares_classifier(digits)
+    reference = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="linear_image_accuracy")
+    trained = {"value": {"kind": "sequence", "items": [tensor(W.numpy()), tensor(b.numpy())]}}
+    result = compare(reference, [trained])
+    assert result.passed and float(result.message) > 0.9
+    untrained = {"value": {"kind": "sequence", "items": [tensor(np.zeros((64, 10), np.float32)),
+                                                           tensor(np.zeros(10, np.float32))]}}
+    result = compare(reference, [untrained])
+    assert not result.passed and "needs at least 0.85" in result.message
+    # A student's run that records a number (say, from a replaced evaluate_accuracy) earns nothing.
+    for value in ({"kind": "float", "value": 1.0}, tensor(np.float32(1.0))):
+        result = compare(reference, [{"value": value}])
+        assert not result.passed and "list of parameter tensors" in result.message
+    broken = {"value": {"kind": "sequence", "items": [tensor(np.zeros((3, 10), np.float32)), tensor(np.zeros(10, np.float32))]}}
+    assert "cannot be evaluated" in compare(reference, [broken]).message
+    unknown = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="no_such_measure")
+    assert "unknown measure" in compare(unknown, [trained]).message
