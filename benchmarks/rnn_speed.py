@@ -1,4 +1,4 @@
-"""Training speed: lib.rnn's character language model against d2l's from-scratch RNN, one run.
+"""Training speed: lib.language_model's character language model against d2l's from-scratch RNN, one run.
 
 d2l's configuration from its chapter *Recurrent Neural Network Implementation from
 Scratch*: one tanh layer of 32 hidden units over one-hot characters (vocabulary 28),
@@ -8,7 +8,7 @@ corpus by default, since d2l's own loader needs the internet).
 
 * d2l: ``d2l.RNNLMScratch(d2l.RNNScratch(28, 32), 28)``. Its step follows ``d2l.Trainer``:
   ``model.loss``, ``Trainer.clip_gradients``, ``model.configure_optimizers()`` (SGD).
-* lib: ``lib.rnn.CharLM`` with the same layer sizes, ``clip_gradients``, SGD. Two
+* lib: ``lib.language_model.CharLM`` with the same layer sizes, ``clip_gradients``, SGD. Two
   backends: ``torch`` (``torch.nn.RNN``'s fused kernel, the default) and ``scratch``
   (``lib.rnn.recurrent_forward``: a Python loop over steps, with the input projection of
   all steps in one matrix product).
@@ -39,7 +39,7 @@ from collections.abc import Callable
 import torch
 
 from lib.device import resolve_device, seed_everything
-from lib.rnn import CharLM, CharLMConfig, clip_gradients, sequence_loss
+from lib.language_model import CharLM, CharLMConfig, clip_gradients, sequence_loss
 from lib.text import load_text_data
 
 Batch = tuple[torch.Tensor, torch.Tensor]

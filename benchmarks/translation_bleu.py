@@ -21,8 +21,8 @@ from torch import nn
 
 from benchmarks.transformer_speed import d2l_step, d2l_transformer
 from lib.device import resolve_device, seed_everything
-from lib.transformer import Transformer, TransformerConfig, bleu, evaluate_bleu, teacher_forcing, translate
-from lib.translation import TranslationData, encode, load_translation, tokenize
+from lib.transformer import Transformer, TransformerConfig, evaluate_bleu, teacher_forcing, translate
+from lib.translation import TranslationData, bleu, encode, load_translation, tokenize
 
 
 def train_lib(data: TranslationData, cfg: TransformerConfig, epochs: int, device: torch.device) -> Transformer:

@@ -1,4 +1,4 @@
-"""English-to-French sentence pairs for machine translation (chapter *The Transformer*).
+"""English-to-French sentence pairs for machine translation, and BLEU (chapter *The Transformer*).
 
 Two corpora, chosen with the course-wide ``source`` argument (see :mod:`lib.data`):
 
@@ -14,12 +14,17 @@ Both corpora are split the same way: a sentence pair belongs to the test split w
 CRC-32 of its English side is divisible by 10. The split is therefore fixed (it does not
 depend on how many pairs are asked for or on any seed) and disjoint: an English sentence
 with several French translations never sits on both sides.
+
+:func:`bleu` scores a translation against its reference (Papineni et al., 2002, in the
+variant of d2l.ai, section 10.7); it is plain Python on space-separated tokens, used by
+:func:`lib.transformer.evaluate_bleu`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import urllib.request
 import zipfile
@@ -276,3 +281,23 @@ def load_translation(
     src_vocab = Vocab((tokenize(e) for e, _ in train), freq)
     tgt_vocab = Vocab((tokenize(f) for _, f in train), freq)
     return TranslationData(train, test, src_vocab, tgt_vocab, num_steps, batch_size, name, used, seed)
+
+
+def bleu(pred_seq: str, label_seq: str, k: int = 2) -> float:
+    """BLEU of one prediction: brevity penalty times n-gram precisions weighted 1/2^n.
+
+    Tokens are separated by spaces. As in d2l, orders ``n`` run up to ``min(k, len(pred))``
+    and reference n-grams are matched at most as often as they occur. An empty prediction
+    scores 0 (1 if the label is empty too), which is also what d2l's gives.
+    Introduced in: The Transformer (BLEU).
+    """
+    pred, label = pred_seq.split(), label_seq.split()
+    if not pred:
+        return float(not label)
+    score = math.exp(min(0.0, 1 - len(label) / len(pred)))  # brevity penalty
+    for n in range(1, min(k, len(pred)) + 1):
+        pred_grams = Counter(tuple(pred[i: i + n]) for i in range(len(pred) - n + 1))
+        label_grams = Counter(tuple(label[i: i + n]) for i in range(len(label) - n + 1))
+        matches = sum((pred_grams & label_grams).values())  # clipped counts
+        score *= (matches / (len(pred) - n + 1)) ** (0.5**n)
+    return score

@@ -1,10 +1,11 @@
-"""lib.translation: tokens, vocabularies, the fixed split, download (to a local server), fallback."""
+"""lib.translation: tokens, vocabularies, the fixed split, download (to a local server), fallback, BLEU."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import io
+import math
 import threading
 import zipfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from lib.data import DataCacheError, DataUnavailableError
 from lib.translation import (
     RESERVED,
     Vocab,
+    bleu,
     download_fra_eng,
     encode,
     is_test_sentence,
@@ -170,3 +172,18 @@ def test_bad_arguments():
         load_translation(source="web")
     with pytest.raises(ValueError, match="batch_size"):
         load_translation(batch_size=0, source="offline")
+
+
+def test_bleu_matches_d2l_and_edge_cases():
+    d2l = pytest.importorskip("d2l.torch")
+    torch.manual_seed(9)
+    words = "a b c d e".split()
+    for _ in range(300):
+        pred = " ".join(words[i] for i in torch.randint(0, 5, (int(torch.randint(1, 7, ())),)))
+        label = " ".join(words[i] for i in torch.randint(0, 5, (int(torch.randint(1, 7, ())),)))
+        for k in (1, 2, 4):
+            assert math.isclose(bleu(pred, label, k), d2l.bleu(pred, label, k), rel_tol=1e-12, abs_tol=1e-12)
+    assert bleu("cent", "cent", 2) == 1.0 and bleu("a b c", "a b c", 4) == 1.0
+    assert math.isclose(bleu("cent", "cent un", 2), math.exp(-1))  # brevity penalty only
+    for pred, label in [("", "cent"), ("", ""), ("cent", "")]:  # d2l reads "" as one empty token
+        assert bleu(pred, label, 2) == d2l.bleu(pred, label, 2)

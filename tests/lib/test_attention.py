@@ -1,0 +1,109 @@
+"""lib.attention against torch's fused attention and d2l on the same weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lib.attention import MultiHeadAttention, dot_product_attention, masked_softmax
+
+d2l = pytest.importorskip("d2l.torch")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and steadiest on shared cores) on one CPU thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _lens(B: int, k: int, q: int | None = None, low: int = 1) -> torch.Tensor:
+    shape = (B,) if q is None else (B, q)
+    return torch.randint(low, k + 1, shape)
+
+
+@pytest.mark.parametrize("per_query", [False, True])
+def test_masked_softmax_matches_d2l(per_query):
+    torch.manual_seed(0)
+    X = torch.randn(5, 3, 7)
+    lens = _lens(5, 7, 3 if per_query else None, low=0)  # 0 included: d2l makes the row uniform
+    ours = masked_softmax(X, lens)
+    torch.testing.assert_close(ours, d2l.masked_softmax(X.clone(), lens))
+    row_lens = lens.reshape(5, -1, 1).expand(5, 3, 1)  # (B, q, 1)
+    padding = (torch.arange(7) >= row_lens) & (row_lens > 0)  # (B, q, k)
+    assert padding.any() and torch.all(ours[padding] == 0)  # padding gets exactly zero weight
+
+
+def test_masked_softmax_heads_and_errors():
+    torch.manual_seed(1)
+    X = torch.randn(2, 4, 3, 6)  # (B, heads, q, k)
+    lens = torch.tensor([2, 5])
+    out = masked_softmax(X, lens)
+    for h in range(4):
+        torch.testing.assert_close(out[:, h], masked_softmax(X[:, h], lens))
+    with pytest.raises(ValueError, match="batch"):
+        masked_softmax(X, torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="entries per row"):
+        masked_softmax(X[:, 0], torch.ones(2, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_attention_matches_torch_sdpa(seed):
+    torch.manual_seed(seed)
+    B, h, q, k, d = 3, 2, int(torch.randint(1, 6, ())), int(torch.randint(1, 9, ())), 4
+    Q, K, V = torch.randn(B, h, q, d), torch.randn(B, h, k, d), torch.randn(B, h, k, 5)
+    lens = _lens(B, k)
+    keep = (torch.arange(k) < lens[:, None])[:, None, None, :]  # (B, 1, 1, k)
+    expected = F.scaled_dot_product_attention(Q, K, V, attn_mask=keep)
+    fused, none = dot_product_attention(Q, K, V, lens)
+    explicit, weights = dot_product_attention(Q, K, V, lens, need_weights=True)
+    assert none is None
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(explicit, expected, rtol=1e-5, atol=1e-5)
+    assert torch.all(weights.masked_select(~keep.expand_as(weights)) == 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, h, q))
+
+
+def test_causal_attention_top_and_bottom_aligned():
+    torch.manual_seed(2)
+    Q, K, V = torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 4)
+    expected = F.scaled_dot_product_attention(Q, K, V, is_causal=True)
+    torch.testing.assert_close(dot_product_attention(Q, K, V, causal=True)[0], expected)
+    torch.testing.assert_close(dot_product_attention(Q, K, V, causal=True, need_weights=True)[0], expected,
+                               rtol=1e-5, atol=1e-5)
+    # The last 2 queries of 6 positions (as with a cache) see keys up to their own positions.
+    torch.testing.assert_close(dot_product_attention(Q[:, :, 4:], K, V, causal=True)[0], expected[:, :, 4:],
+                               rtol=1e-5, atol=1e-5)
+
+
+def _d2l_mha(ours: MultiHeadAttention, d: int, heads: int):
+    theirs = d2l.MultiHeadAttention(d, heads, 0.0)
+    x = torch.zeros(1, 1, d)
+    theirs(x, x, x, None)  # materialize the lazy layers, then copy our weights in
+    theirs.load_state_dict(ours.state_dict())
+    return theirs.eval()
+
+
+@pytest.mark.parametrize("per_query", [False, True])
+def test_multihead_attention_matches_d2l(per_query):
+    torch.manual_seed(3)
+    d, heads, B, q, k = 16, 4, 3, 5, 7
+    ours = MultiHeadAttention(d, heads).eval()
+    theirs = _d2l_mha(ours, d, heads)
+    Xq, Xk = torch.randn(B, q, d), torch.randn(B, k, d)
+    lens = _lens(B, k, q if per_query else None)
+    expected = theirs(Xq, Xk, Xk, lens)
+    torch.testing.assert_close(ours(Xq, Xk, Xk, lens), expected, rtol=1e-5, atol=1e-5)
+    ours.record_weights = True
+    torch.testing.assert_close(ours(Xq, Xk, Xk, lens), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.attention_weights.reshape(B * heads, q, k),
+                               theirs.attention.attention_weights, rtol=1e-5, atol=1e-6)
+
+
+def test_multihead_attention_rejects_bad_heads():
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(10, 4)
+
