@@ -407,7 +407,10 @@ def test_page_downloads_as_notebook(reader, site, page):
     assert nb.metadata.get("kernelspec", {}).get("name"), f"{page}: the downloaded notebook has no kernelspec"
     # It is this page: the same code cells as the source, with the outputs the page shows
     # (also when the page came from jupyter-cache: see _ext/notebook_downloads.py).
-    cells = [c.source.strip() for c in nb.cells if c.cell_type == "code"]
+    # First the cell that installs `lib` outside the course's environment (Colab, a copy).
+    assert nb.cells[0].metadata.get("tags") == ["course-setup"], f"{page}: the download has no setup cell first"
+    assert 'find_spec("lib.data") is None' in nb.cells[0].source
+    cells = [c.source.strip() for c in nb.cells[1:] if c.cell_type == "code"]
     expected = source_code_cells(page)
     assert cells == expected, f"{page}: the downloaded notebook's code cells differ from the page's source"
     shown = reader.page.locator(".cell_output").count()
@@ -436,6 +439,14 @@ def test_launch_links(reader, site, page):
             assert service in offered, f"{page}: no {service} launch link ({links})"
             assert offered[service].startswith(base.rstrip("/")), offered[service]
             assert f"{page}.md" in urllib.parse.unquote(offered[service]) or f"{page}.ipynb" in offered[service]
+    if expected["Colab"]:
+        # Colab opens the page's notebook from the branch the book workflow publishes it on:
+        # the notebook of the download menu, which the site holds at _sources/<page>.ipynb.
+        branch = yaml.safe_load((BOOK / "_config.yml").read_text())["sphinx"]["config"]["colab_notebooks_branch"]
+        assert offered["Colab"].endswith(f"/blob/{branch}/{page}.ipynb"), offered["Colab"]
+        status, body = fetch(f"{site}_sources/{page}.ipynb")
+        assert status == 200, f"{page}: no _sources/{page}.ipynb to publish for Colab"
+        assert nbformat.reads(body.decode("utf-8"), as_version=4).cells[0].metadata.get("tags") == ["course-setup"]
     reader.assert_clean()
 
 
