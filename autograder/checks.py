@@ -86,6 +86,7 @@ def check(
     at_least: float | None = None,
     at_most: float | None = None,
     measure: str | None = None,
+    measure_args: dict[str, Any] | None = None,
 ) -> Any:
     """Record ``value`` under ``name`` for the grader and return it unchanged.
 
@@ -94,7 +95,8 @@ def check(
     numbers within the same tolerances; ``at_least``/``at_most`` turn the comparison into a
     threshold on a number (training checks). With ``measure`` (a name in
     :data:`autograder.measures.MEASURES`) the value is a trained model's parameters and the
-    threshold applies to what the grader measures of them, in its own process.
+    threshold applies to what the grader measures of them, in its own process, called with
+    ``measure_args`` (plain JSON values).
     Tolerances and measures are read from the solution's run, never from the student's.
     """
     directory = os.environ.get(ENV_VAR)
@@ -109,7 +111,8 @@ def check(
     record = {
         "name": str(name),
         "value": encoded,
-        "criteria": {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most, "measure": measure},
+        "criteria": {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most, "measure": measure,
+                     "measure_args": measure_args},
     }
     with open(path / RECORDS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

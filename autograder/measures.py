@@ -7,9 +7,10 @@ answer cell. A test cell instead records the trained *parameters*::
     check("train/model", [net.W, net.b], measure="linear_image_accuracy", at_least=0.85)
 
 and the grader computes the test accuracy itself, from those arrays and its own copy of
-the test images. Which measure applies is read from the solution's run, like every other
-criterion. The dataset follows from the input size: 64 pixels are scikit-learn's 8x8
-digits, 784 are Fashion-MNIST (from the grader's data cache).
+the test images. Which measure applies, and its arguments (``measure_args``), are read
+from the solution's run, like every other criterion. For images the dataset follows from
+the input size: 64 pixels are scikit-learn's 8x8 digits, 784 are Fashion-MNIST (from the
+grader's data cache). The RNN's text is the offline one its assignment grades on.
 """
 
 from __future__ import annotations
@@ -91,7 +92,58 @@ def standardized_relu_mlp_accuracy(params: list[np.ndarray]) -> float:
     return _accuracy(layers, (X_test - mean) / std, y_test)
 
 
-MEASURES: dict[str, Callable[[list[np.ndarray]], float]] = {
+@functools.cache
+def _python_docs_validation() -> tuple[int, np.ndarray]:
+    """(vocabulary size, validation token ids) of the offline text the RNN assignment grades on."""
+    from lib.text import load_text_data
+
+    data = load_text_data(source="offline")
+    return len(data.vocab), data.val.numpy()
+
+
+def char_rnn_perplexity(params: list[np.ndarray], characters: int | None = None) -> float:
+    """Validation perplexity of a character RNN, computed with ``torch.nn.RNN`` (tanh):
+    ``params`` are an ``nn.RNN``'s parameters in their order (``W_ih, W_hh, b_ih, b_hh``
+    per layer) and then the output layer's ``W (vocab, hidden)`` and ``b (vocab,)``. The
+    text is the first ``characters`` of the offline validation text, read as the RNN
+    assignment's ``validation_perplexity`` reads it: 32 rows, 64 steps at a time, the
+    state carried."""
+    import torch
+    from torch.nn import functional as F
+
+    vocab_size, tokens = _python_docs_validation()
+    if len(params) < 6 or (len(params) - 2) % 4:
+        raise MeasureError(f"expected 4 arrays per RNN layer and 2 for the output layer, got {len(params)}")
+    num_layers, W_out = (len(params) - 2) // 4, params[-2]  # (vocab, hidden)
+    hidden = W_out.shape[-1] if W_out.ndim == 2 else 0
+    if not 0 < hidden <= 1024 or num_layers > 4:
+        raise MeasureError(f"{num_layers} layers of {hidden} units: expected at most 4 layers of at most 1024")
+    rnn = torch.nn.RNN(vocab_size, hidden, num_layers, nonlinearity="tanh", batch_first=True)
+    head = torch.nn.Linear(hidden, vocab_size)
+    expected = [p.shape for p in rnn.parameters()] + [head.weight.shape, head.bias.shape]
+    if [tuple(a.shape) for a in params] != [tuple(s) for s in expected]:
+        raise MeasureError(f"parameter shapes {[tuple(a.shape) for a in params]} are not those of "
+                           f"{num_layers} RNN layers of {hidden} units over {vocab_size} characters")
+    if any(a.dtype.kind != "f" for a in params):
+        raise MeasureError("parameters must be floating point")
+    with torch.no_grad():
+        for target, array in zip([*rnn.parameters(), head.weight, head.bias], params, strict=True):
+            target.copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
+        text = torch.from_numpy(tokens[:characters] if characters else tokens)
+        rows, row_len = 32, (len(text) - 1) // 32
+        X = text[: rows * row_len].reshape(rows, row_len)
+        Y = text[1: rows * row_len + 1].reshape(rows, row_len)
+        h, total = None, 0.0
+        for t in range(0, row_len, 64):
+            output, h = rnn(F.one_hot(X[:, t: t + 64], vocab_size).float(), h)  # (32, steps, hidden)
+            logits = head(output)  # (32, steps, vocab)
+            total += float(F.cross_entropy(logits.reshape(-1, vocab_size), Y[:, t: t + 64].reshape(-1), reduction="sum"))
+    perplexity = float(np.exp(total / Y.numel()))
+    return perplexity if np.isfinite(perplexity) else float("inf")
+
+
+MEASURES: dict[str, Callable[..., float]] = {
     "linear_image_accuracy": linear_image_accuracy,
     "standardized_relu_mlp_accuracy": standardized_relu_mlp_accuracy,
+    "char_rnn_perplexity": char_rnn_perplexity,
 }

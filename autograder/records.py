@@ -46,21 +46,23 @@ def _criteria(reference: dict[str, Any]) -> tuple[float, float, float | None, fl
     return float(c.get("rtol", 1e-4)), float(c.get("atol", 1e-6)), c.get("at_least"), c.get("at_most"), c.get("measure")
 
 
-def _measured(measure: str, got: dict[str, Any]) -> float | str:
+def _measured(measure: str, arguments: Any, got: dict[str, Any]) -> float | str:
     """What the grader measures of the recorded parameters, or why it cannot."""
     from autograder.measures import MEASURES, MeasureError
 
     if measure not in MEASURES:
         return f"the solution asks for an unknown measure {measure!r}"
+    if not isinstance(arguments, dict):
+        arguments = {}
     items = got.get("items", []) if got.get("kind") == "sequence" else None
     if not items or any(item.get("kind") not in ("tensor", "ndarray") for item in items):
         return f"expected a list of parameter tensors, got a {got.get('kind')}"
     try:
-        return MEASURES[measure]([decode_array(item) for item in items])
+        return MEASURES[measure]([decode_array(item) for item in items], **arguments)
     except MeasureError as exc:
         return f"the recorded model cannot be evaluated: {exc}"
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        return f"the recorded model could not be read ({type(exc).__name__})"
+    except Exception as exc:  # noqa: BLE001 - no recorded value may stop the grading of others
+        return f"the recorded model could not be evaluated ({type(exc).__name__})"
 
 
 def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float) -> str:
@@ -134,7 +136,7 @@ def compare(reference: dict[str, Any], student: list[dict[str, Any]]) -> CheckRe
     got = student[0]["value"]
     if at_least is not None or at_most is not None:
         if measure is not None:
-            measured = _measured(str(measure), got)
+            measured = _measured(str(measure), reference.get("criteria", {}).get("measure_args"), got)
             if isinstance(measured, str):
                 return CheckResult(name, False, measured)
             value: float | None = measured

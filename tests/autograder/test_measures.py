@@ -87,3 +87,24 @@ def test_threshold_applies_to_the_measured_accuracy_not_to_a_reported_number(dig
     assert "cannot be evaluated" in compare(reference, [broken]).message
     unknown = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="no_such_measure")
     assert "unknown measure" in compare(unknown, [trained]).message
+
+
+def test_char_rnn_perplexity_agrees_with_torch_over_the_whole_text():
+    from autograder.measures import _python_docs_validation, char_rnn_perplexity
+
+    vocab_size, tokens = _python_docs_validation()
+    torch.manual_seed(0)
+    rnn, head = nn.RNN(vocab_size, 16, 2, batch_first=True), nn.Linear(16, vocab_size)
+    text = torch.from_numpy(tokens[:3000])
+    row_len = (len(text) - 1) // 32
+    X, Y = text[: 32 * row_len].reshape(32, row_len), text[1: 32 * row_len + 1].reshape(32, row_len)
+    with torch.no_grad():  # all steps at once: the measure reads 64 at a time, carrying the state
+        logits = head(rnn(nn.functional.one_hot(X, vocab_size).float())[0])
+        expected = float(torch.exp(nn.functional.cross_entropy(logits.reshape(-1, vocab_size), Y.reshape(-1))))
+    params = [p.detach().numpy() for p in [*rnn.parameters(), head.weight, head.bias]]
+    assert char_rnn_perplexity(params, characters=3000) == pytest.approx(expected, rel=1e-4)
+    assert expected > 0.5 * vocab_size  # untrained: about a uniform guess
+    with pytest.raises(MeasureError, match="not those of"):
+        char_rnn_perplexity(params[:-2] + [params[-2][:, :8], params[-1]], characters=3000)
+    with pytest.raises(MeasureError, match="4 arrays per RNN layer"):
+        char_rnn_perplexity(params[1:], characters=3000)
