@@ -10,7 +10,8 @@ and the grader computes the test accuracy itself, from those arrays and its own 
 the test images. Which measure applies, and its arguments (``measure_args``), are read
 from the solution's run, like every other criterion. For images the dataset follows from
 the input size: 64 pixels are scikit-learn's 8x8 digits, 784 are Fashion-MNIST (from the
-grader's data cache). The RNN's text is the offline one its assignment grades on.
+grader's data cache). The RNN's text and the Transformer's English-French pairs are the
+offline ones their assignments grade on.
 """
 
 from __future__ import annotations
@@ -42,8 +43,17 @@ def _images(num_inputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return X_train.reshape(len(X_train), -1), y_train, X_test.reshape(len(X_test), -1), y_test
 
 
-def _layers(params: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _arrays(params: list) -> list[np.ndarray]:
+    """The recorded parameters, each a floating-point array."""
+    if not all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in params):
+        raise MeasureError("expected floating-point parameter tensors only")
+    return params
+
+
+def _layers(params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """Pairs (W, b) of a chain of linear layers: ``W`` (inputs, outputs), ``b`` (outputs,)."""
+    if not all(isinstance(a, np.ndarray) for a in params):
+        raise MeasureError("expected parameter tensors only")
     if not params or len(params) % 2:
         raise MeasureError(f"expected weights and biases in pairs, got {len(params)} arrays")
     layers = list(zip(params[::2], params[1::2], strict=True))
@@ -112,6 +122,7 @@ def char_rnn_perplexity(params: list[np.ndarray], characters: int | None = None)
     from torch.nn import functional as F
 
     vocab_size, tokens = _python_docs_validation()
+    params = _arrays(params)
     if len(params) < 6 or (len(params) - 2) % 4:
         raise MeasureError(f"expected 4 arrays per RNN layer and 2 for the output layer, got {len(params)}")
     num_layers, W_out = (len(params) - 2) // 4, params[-2]  # (vocab, hidden)
@@ -124,8 +135,6 @@ def char_rnn_perplexity(params: list[np.ndarray], characters: int | None = None)
     if [tuple(a.shape) for a in params] != [tuple(s) for s in expected]:
         raise MeasureError(f"parameter shapes {[tuple(a.shape) for a in params]} are not those of "
                            f"{num_layers} RNN layers of {hidden} units over {vocab_size} characters")
-    if any(a.dtype.kind != "f" for a in params):
-        raise MeasureError("parameters must be floating point")
     with torch.no_grad():
         for target, array in zip([*rnn.parameters(), head.weight, head.bias], params, strict=True):
             target.copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
@@ -142,8 +151,50 @@ def char_rnn_perplexity(params: list[np.ndarray], characters: int | None = None)
     return perplexity if np.isfinite(perplexity) else float("inf")
 
 
+@functools.cache
+def _translation(num_train: int, num_test: int, num_steps: int, batch_size: int):
+    from lib.translation import load_translation
+
+    return load_translation(batch_size=batch_size, num_steps=num_steps, num_train=num_train,
+                            num_test=num_test, source="offline")
+
+
+def transformer_bleu(params: list, num_train: int, num_test: int = 300, num_steps: int = 12, batch_size: int = 64,
+                     num_hiddens: int = 32, ffn_num_hiddens: int = 64, num_heads: int = 4, num_blks: int = 2) -> float:
+    """Mean BLEU (k=2) of greedy translations of the held-out pairs of the offline English-French
+    corpus by :class:`lib.transformer.Transformer` holding the recorded parameters.
+
+    ``params``: ``[name, tensor]`` pairs as ``model.named_parameters()`` gives them; the
+    Transformer assignment's tests fix those names (``encoder.blks.0.attention.W_q.weight``,
+    ...), which are lib's too. The corpus is rebuilt with the notebook's arguments.
+    """
+    import torch
+
+    from lib.transformer import Transformer, TransformerConfig, evaluate_bleu
+
+    if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in params):
+        raise MeasureError("expected [name, tensor] pairs, as model.named_parameters() gives them")
+    named = dict(zip([n for n, _ in params], _arrays([a for _, a in params]), strict=True))
+    data = _translation(num_train, num_test, num_steps, batch_size)
+    config = TransformerConfig(num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens, num_heads=num_heads,
+                               num_blks=num_blks)
+    model = Transformer(len(data.src_vocab), len(data.tgt_vocab), config)
+    expected = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    got = {name: tuple(a.shape) for name, a in named.items()}
+    if got != expected:
+        missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+        wrong = sorted(n for n in expected.keys() & got.keys() if expected[n] != got[n])
+        raise MeasureError(f"not the assignment's model: missing {missing[:3]}, unexpected {unexpected[:3]}, "
+                           f"wrong shapes {wrong[:3]}")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.from_numpy(np.asarray(named[name], dtype=np.float32)))
+    return evaluate_bleu(model, data.test_pairs, data)
+
+
 MEASURES: dict[str, Callable[..., float]] = {
     "linear_image_accuracy": linear_image_accuracy,
     "standardized_relu_mlp_accuracy": standardized_relu_mlp_accuracy,
     "char_rnn_perplexity": char_rnn_perplexity,
+    "transformer_bleu": transformer_bleu,
 }

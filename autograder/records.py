@@ -46,6 +46,16 @@ def _criteria(reference: dict[str, Any]) -> tuple[float, float, float | None, fl
     return float(c.get("rtol", 1e-4)), float(c.get("atol", 1e-6)), c.get("at_least"), c.get("at_most"), c.get("measure")
 
 
+def _plain(value: dict[str, Any]) -> Any:
+    """A record as Python data: arrays for tensors, lists for sequences, else the value."""
+    kind = value.get("kind")
+    if kind in ("tensor", "ndarray"):
+        return decode_array(value)
+    if kind == "sequence":
+        return [_plain(item) for item in value.get("items", [])]
+    return value.get("value")
+
+
 def _measured(measure: str, arguments: Any, got: dict[str, Any]) -> float | str:
     """What the grader measures of the recorded parameters, or why it cannot."""
     from autograder.measures import MEASURES, MeasureError
@@ -54,11 +64,10 @@ def _measured(measure: str, arguments: Any, got: dict[str, Any]) -> float | str:
         return f"the solution asks for an unknown measure {measure!r}"
     if not isinstance(arguments, dict):
         arguments = {}
-    items = got.get("items", []) if got.get("kind") == "sequence" else None
-    if not items or any(item.get("kind") not in ("tensor", "ndarray") for item in items):
+    if got.get("kind") != "sequence" or not got.get("items"):
         return f"expected a list of parameter tensors, got a {got.get('kind')}"
     try:
-        return MEASURES[measure]([decode_array(item) for item in items], **arguments)
+        return MEASURES[measure](_plain(got), **arguments)
     except MeasureError as exc:
         return f"the recorded model cannot be evaluated: {exc}"
     except Exception as exc:  # noqa: BLE001 - no recorded value may stop the grading of others

@@ -108,3 +108,26 @@ def test_char_rnn_perplexity_agrees_with_torch_over_the_whole_text():
         char_rnn_perplexity(params[:-2] + [params[-2][:, :8], params[-1]], characters=3000)
     with pytest.raises(MeasureError, match="4 arrays per RNN layer"):
         char_rnn_perplexity(params[1:], characters=3000)
+
+
+@pytest.mark.slow
+def test_transformer_bleu_loads_the_parameters_by_name():
+    from autograder.measures import _translation, transformer_bleu
+    from lib.transformer import Transformer, TransformerConfig, evaluate_bleu, train_seq2seq
+
+    data = _translation(200, 50, 12, 64)
+    torch.manual_seed(0)
+    model = Transformer(len(data.src_vocab), len(data.tgt_vocab), TransformerConfig())
+    train_seq2seq(model, data.train, data.tgt_vocab.bos, num_epochs=5)  # translates a little
+    expected = evaluate_bleu(model, data.test_pairs, data)
+    assert expected > 0.02
+    named = [[name, p.detach().numpy()] for name, p in model.named_parameters()]
+    shuffled = named[1::2] + named[::2]  # a student's modules may register them in another order
+    assert transformer_bleu(shuffled, num_train=200, num_test=50) == expected
+    renamed = [["encoder.blks.0.norm1.ln.weight" if n == "encoder.blks.0.addnorm1.ln.weight" else n, a]
+               for n, a in named]
+    with pytest.raises(MeasureError, match=r"missing \['encoder.blks.0.addnorm1.ln.weight'\], "
+                                           r"unexpected \['encoder.blks.0.norm1.ln.weight'\]"):
+        transformer_bleu(renamed, num_train=200, num_test=50)
+    with pytest.raises(MeasureError, match=r"\[name, tensor\] pairs"):
+        transformer_bleu([a for _, a in named], num_train=200, num_test=50)
