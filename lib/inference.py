@@ -1,27 +1,27 @@
-"""Approximate inference: exact posteriors, the ELBO, EM, mean field and a tiny VAE.
+"""Approximate inference: binary energy models, exact posteriors by enumeration, mean field.
 
 Introduced in the chapter *Approximate inference from a deep learning viewpoint*
-(chapters/inference). Everything exact here is computed by enumeration or in closed form,
-so the chapter can put each approximation next to the answer it approximates.
+(chapters/inference: pages *Why inference: the posteriors that learning needs* and *When
+exact inference is intractable*; mean field on page *Mean-field variational inference*).
+Everything exact here is computed by enumeration or in closed form, so the chapter can put
+each approximation next to the answer it approximates. The ELBO, the KL divergence and EM
+for Gaussian mixtures are in :mod:`lib.em`, the variational autoencoder in :mod:`lib.vae`.
 
 Conventions. Binary units take values in {0, 1}. A restricted Boltzmann machine (RBM) has
 energy ``E(v, h) = -b.v - c.h - h.W v`` with ``W`` of shape ``(n_hidden, n_visible)``; a
 Boltzmann machine (BM) over ``s`` has ``E(s) = -b.s - s.W s / 2`` with ``W`` symmetric and
-zero on the diagonal. Gaussian mixtures have diagonal covariances. Log-likelihoods are in
-nats. References: Goodfellow, Bengio and Courville, *Deep Learning* (2016), chapters 16-20;
-Neal and Hinton, *A view of the EM algorithm* (1998); Kingma and Welling, *Auto-encoding
-variational Bayes* (2014).
+zero on the diagonal. Log-likelihoods are in nats. References: Goodfellow, Bengio and
+Courville, *Deep Learning* (2016), chapters 16-20.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 MAX_BRUTEFORCE_UNITS = 20  # 2**20 joint states: about a million, well under a second
@@ -217,241 +217,3 @@ def mean_field(W: Tensor, b: Tensor, config: MeanFieldConfig | None = None) -> M
         if elbos[-1] - elbos[-2] < config.tol:
             break
     return MeanFieldResult(mu, elbos)
-
-
-# ------------------------------------------------------- ELBO, KL, Gaussian mixtures
-def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
-    """``KL(q || p) = sum_k q_k log(q_k / p_k)`` over the last dimension: ``(..., K)`` -> ``(...)``.
-
-    Uses ``0 log 0 = 0``; it is ``inf`` where ``q_k > 0 = p_k``.
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    if q.shape != p.shape or q.dim() < 1:
-        raise ValueError(
-            f"q and p must have the same shape (..., K), got {tuple(q.shape)} and {tuple(p.shape)}"
-        )
-    return (torch.xlogy(q, q) - torch.xlogy(q, p)).sum(dim=-1)
-
-
-def elbo(q: Tensor, log_joint: Tensor) -> Tensor:
-    """``ELBO(q) = sum_z q(z) [log p(x, z) - log q(z)]`` over discrete ``z``: ``(..., K) -> (...)``.
-
-    ``log_joint[..., k] = log p(x, z = k)``. Then ``log p(x) = ELBO(q) + KL(q || p(z | x))``.
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    if q.shape != log_joint.shape or q.dim() < 1:
-        raise ValueError(f"q and log_joint must have the same shape (..., K), got "
-                         f"{tuple(q.shape)} and {tuple(log_joint.shape)}")
-    expected = torch.where(q > 0, q * log_joint, torch.zeros_like(q))  # 0 * (-inf) counts as 0
-    return (expected - torch.xlogy(q, q)).sum(dim=-1)
-
-
-class GMMParams(NamedTuple):
-    """A diagonal Gaussian mixture: ``weights (K,)``, ``means (K, d)``, ``variances (K, d)``."""
-
-    weights: Tensor
-    means: Tensor
-    variances: Tensor
-
-
-def gmm_log_joint(X: Tensor, weights: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """``log p(x_n, z_n = k) = log pi_k + log N(x_n; mu_k, diag(sigma2_k))``: ``(n, K)``.
-
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    _check(X, "X", 2)
-    if means.shape != variances.shape or means.shape != (weights.shape[0], X.shape[1]):
-        raise ValueError(f"expected weights (K,), means and variances (K, {X.shape[1]}), got "
-                         f"{tuple(weights.shape)}, {tuple(means.shape)}, {tuple(variances.shape)}")
-    diff = X[:, None, :] - means[None]  # (n, K, d)
-    log_normal = -0.5 * (torch.log(2 * math.pi * variances)[None] + diff**2 / variances[None])
-    log_normal = log_normal.sum(dim=-1)  # (n, K)
-    return torch.log(weights)[None] + log_normal  # (n, K)
-
-
-def gmm_log_likelihood(X: Tensor, weights: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """``sum_n log p(x_n)`` (a scalar): the log-likelihood of the whole data set.
-
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    return torch.logsumexp(gmm_log_joint(X, weights, means, variances), dim=1).sum()
-
-
-def gmm_posterior(X: Tensor, weights: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """Responsibilities ``p(z_n = k | x_n)``: ``(n, K)``, rows sum to 1.
-
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    return torch.softmax(gmm_log_joint(X, weights, means, variances), dim=1)
-
-
-def em_step(
-    X: Tensor, weights: Tensor, means: Tensor, variances: Tensor,
-    min_variance: float = 1e-6,
-) -> GMMParams:
-    """One EM step for a diagonal Gaussian mixture; returns the new parameters.
-
-    E step: ``q(z_n) = p(z_n | x_n)`` (the ELBO touches the log-likelihood). M step: the
-    weighted maximum-likelihood weights, means and variances (variances floored at
-    ``min_variance``, which keeps the M step a constrained maximum, so EM stays monotone).
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    r = gmm_posterior(X, weights, means, variances)  # (n, K)
-    Nk = r.sum(dim=0).clamp_min(torch.finfo(X.dtype).tiny)  # (K,)
-    new_means = (r.T @ X) / Nk[:, None]  # (K, d)
-    diff2 = (X[:, None, :] - new_means[None]) ** 2  # (n, K, d)
-    new_variances = torch.einsum("nk,nkd->kd", r, diff2) / Nk[:, None]
-    return GMMParams(Nk / X.shape[0], new_means, new_variances.clamp_min(min_variance))
-
-
-@dataclass
-class EMConfig:
-    """EM for a diagonal Gaussian mixture."""
-
-    num_components: int = 3
-    num_iters: int = 50
-    min_variance: float = 1e-6
-    seed: int = 0  # picks the data points that start as means
-
-
-def init_gmm(X: Tensor, num_components: int, seed: int = 0) -> GMMParams:
-    """Uniform weights, ``num_components`` distinct data points as means, the data variance.
-
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    _check(X, "X", 2)
-    if not 1 <= num_components <= X.shape[0]:
-        raise ValueError(f"num_components must lie in [1, {X.shape[0]}], got {num_components}")
-    generator = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(X.shape[0], generator=generator)[:num_components].to(X.device)
-    variances = X.var(dim=0, unbiased=False).expand(num_components, -1).clone()  # (K, d)
-    weights = torch.full((num_components,), 1 / num_components, dtype=X.dtype, device=X.device)
-    return GMMParams(weights, X[pick].clone(), variances)
-
-
-def fit_gmm(X: Tensor, config: EMConfig | None = None) -> tuple[GMMParams, list[float]]:
-    """EM from :func:`init_gmm`; returns the parameters and ``log p(X)`` after 0, 1, ... steps.
-
-    Introduced in: Approximate inference (EM and the ELBO).
-    """
-    config = config or EMConfig()
-    params = init_gmm(X, config.num_components, config.seed)
-    history = [float(gmm_log_likelihood(X, *params))]
-    for _ in range(config.num_iters):
-        params = em_step(X, *params, min_variance=config.min_variance)
-        history.append(float(gmm_log_likelihood(X, *params)))
-    return params, history
-
-
-# ------------------------------------------------------------------- tiny VAE
-@dataclass
-class VAEConfig:
-    """A two-layer Gaussian encoder and Bernoulli decoder for binary images."""
-
-    input_dim: int = 64
-    hidden_dim: int = 128
-    latent_dim: int = 2
-    lr: float = 3e-3
-    batch_size: int = 128
-    num_epochs: int = 100
-    seed: int = 0
-
-
-class VAE(nn.Module):
-    """Amortised inference: Gaussian ``q(z | x)`` from an encoder, Bernoulli ``p(x | z)``."""
-
-    def __init__(self, config: VAEConfig) -> None:
-        super().__init__()
-        d, h, k = config.input_dim, config.hidden_dim, config.latent_dim
-        self.latent_dim = k
-        self.encoder = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, 2 * k))
-        self.decoder = nn.Sequential(nn.Linear(k, h), nn.Tanh(), nn.Linear(h, d))
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (n, k) each
-        return mu, logvar
-
-    def decode(self, z: Tensor) -> Tensor:
-        return self.decoder(z)  # (..., d) Bernoulli logits
-
-
-def bernoulli_log_likelihood(x: Tensor, logits: Tensor) -> Tensor:
-    """``log p(x | z)`` of binary ``x`` under independent Bernoulli logits; sums the last dim."""
-    x, logits = torch.broadcast_tensors(x, logits)
-    nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    return -nll.sum(dim=-1)
-
-
-def vae_elbo(model: VAE, x: Tensor, num_samples: int = 1) -> Tensor:
-    """Per-example ELBO ``E_q[log p(x | z)] - KL(q(z | x) || N(0, I))``: ``x (n, d)`` -> ``(n,)``.
-
-    The first term is a Monte Carlo average over ``num_samples`` reparameterised samples;
-    the KL between Gaussians is in closed form. Introduced in: Approximate inference (VAE).
-    """
-    _check(x, "x", 2)
-    mu, logvar = model.encode(x)  # (n, k)
-    eps = torch.randn(num_samples, *mu.shape, dtype=mu.dtype, device=mu.device)  # (S, n, k)
-    z = mu + torch.exp(0.5 * logvar) * eps
-    reconstruction = bernoulli_log_likelihood(x, model.decode(z)).mean(dim=0)  # (n,)
-    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(dim=-1)  # (n,)
-    return reconstruction - kl
-
-
-def train_vae(model: VAE, X: Tensor, config: VAEConfig) -> list[float]:
-    """Maximise the mean ELBO of binary ``X (n, d)`` with Adam; returns the mean ELBO per epoch.
-
-    Introduced in: Approximate inference (VAE).
-    """
-    _check(X, "X", 2)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    history = []
-    for _ in range(config.num_epochs):
-        total = 0.0
-        for batch in torch.randperm(X.shape[0], generator=generator).split(config.batch_size):
-            loss = -vae_elbo(model, X[batch.to(X.device)]).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total -= loss.item() * len(batch)
-        history.append(total / X.shape[0])
-    return history
-
-
-@dataclass
-class GridPosterior:
-    """``log p(x, z)`` on a square grid over a 2-D latent space (exact up to quadrature)."""
-
-    z: Tensor  # (steps * steps, 2) grid points
-    log_joint: Tensor  # (n, steps * steps)
-    log_cell: float  # log of the area of one grid cell
-
-    def log_marginal(self) -> Tensor:
-        """``log p(x) = log integral p(x, z) dz`` as a Riemann sum over the grid: ``(n,)``."""
-        return torch.logsumexp(self.log_joint, dim=1) + self.log_cell
-
-    def log_posterior(self) -> Tensor:
-        """``log p(z | x)`` (a density) at the grid points: ``(n, steps * steps)``."""
-        return self.log_joint - self.log_marginal()[:, None]
-
-
-@torch.no_grad()
-def vae_grid_posterior(
-    model: VAE, x: Tensor, limit: float = 4.0, steps: int = 201
-) -> GridPosterior:
-    """Score ``log p(z) + log p(x | z)`` on a ``steps x steps`` grid over ``[-limit, limit]^2``.
-
-    Only for ``latent_dim == 2``. Introduced in: Approximate inference (VAE).
-    """
-    if model.latent_dim != 2:
-        raise ValueError(f"the grid needs a 2-D latent space, got latent_dim={model.latent_dim}")
-    _check(x, "x", 2)
-    axis = torch.linspace(-limit, limit, steps, dtype=x.dtype, device=x.device)
-    z = torch.cartesian_prod(axis, axis)  # (steps**2, 2)
-    log_prior = -0.5 * (z**2).sum(dim=1) - math.log(2 * math.pi)  # (steps**2,)
-    parts = []
-    for zb in z.split(8192):
-        logits = model.decode(zb)  # (block, d)
-        parts.append(x @ F.logsigmoid(logits).T + (1 - x) @ F.logsigmoid(-logits).T)  # (n, block)
-    log_joint = torch.cat(parts, dim=1) + log_prior[None]
-    return GridPosterior(z, log_joint, 2 * math.log(float(axis[1] - axis[0])))

@@ -1,17 +1,16 @@
-"""Vanishing and exploding gradients, and the initialisations that keep them in check.
+"""Vanishing and exploding gradients: deep MLPs, probes of their layers, and training.
 
 Introduced in the chapter *Vanishing and exploding gradients, the Glorot condition*
 (chapters/stability). The module holds:
 
-- Glorot/Xavier (uniform and normal) and He/Kaiming (normal) initialisation written from
-  scratch, with the fan conventions of ``torch.nn.init``: a weight ``(out, in, *kernel)``
-  has ``fan_in = in * prod(kernel)`` and ``fan_out = out * prod(kernel)``. Given the same
-  random generator state they draw exactly the numbers ``torch.nn.init`` draws.
-- A deep MLP builder configured by :class:`MLPConfig`.
+- A deep MLP builder configured by :class:`MLPConfig`, initialised by torch's defaults, a
+  plain normal distribution or the from-scratch initialisers of :mod:`lib.init`.
 - Probes: per-layer gradients and their norms after one backward pass, per-layer variance
-  of the activations (forward) and of the gradients (backward).
-- Helpers for the chapter's plots (functions with derivatives, per-layer violins).
+  of the activations (forward) and of the gradients (backward), and the norms of products
+  of random matrices.
+- Training on standardised images that records per-layer gradients along the way.
 
+The chapter's plots of these measurements are in :mod:`lib.gradient_plots`.
 References: X. Glorot and Y. Bengio, *Understanding the difficulty of training deep
 feedforward neural networks* (AISTATS 2010); K. He et al., *Delving deep into
 rectifiers* (ICCV 2015).
@@ -19,108 +18,20 @@ rectifiers* (ICCV 2015).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lib.data import ImageData
+from lib.init import kaiming_normal_, xavier_normal_, xavier_uniform_
 from lib.softmax import TrainHistory, evaluate_accuracy, train_epoch
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU}
 INITS = ("default", "normal", "xavier_uniform", "xavier_normal", "kaiming_normal")
-
-
-# --------------------------------------------------------------------------- initialisation
-def fan_in_and_fan_out(tensor: torch.Tensor) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight ``(out, in, *kernel)``, as ``torch.nn.init`` counts them.
-
-    A linear weight ``(out, in)`` gives ``(in, out)``; a convolution weight
-    ``(out, in, kh, kw)`` gives ``(in * kh * kw, out * kh * kw)``. Fewer than 2 dimensions
-    raise ``ValueError``. Introduced in: Vanishing and exploding gradients (Glorot condition).
-    """
-    if not isinstance(tensor, torch.Tensor):
-        raise ValueError(f"expected a torch.Tensor, got {type(tensor).__name__}")
-    if tensor.dim() < 2:
-        raise ValueError(
-            f"fan_in and fan_out need a tensor with at least 2 dimensions, got shape {tuple(tensor.shape)}"
-        )
-    receptive_field = math.prod(tensor.shape[2:])  # 1 for a linear weight
-    return tensor.shape[1] * receptive_field, tensor.shape[0] * receptive_field
-
-
-def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
-    """The gain ``torch.nn.init.calculate_gain`` recommends (linear, sigmoid, tanh, relu, leaky_relu).
-
-    Introduced in: Vanishing and exploding gradients (He initialisation).
-    """
-    if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "sigmoid"):
-        return 1.0
-    if nonlinearity == "tanh":
-        return 5.0 / 3
-    if nonlinearity == "relu":
-        return math.sqrt(2.0)
-    if nonlinearity == "leaky_relu":
-        slope = 0.01 if param is None else float(param)
-        return math.sqrt(2.0 / (1 + slope**2))
-    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}")
-
-
-def xavier_uniform_(
-    tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Fill ``tensor`` in place from ``U(-a, a)``, ``a = gain * sqrt(6 / (fan_in + fan_out))``.
-
-    The variance ``a**2 / 3 = gain**2 * 2 / (fan_in + fan_out)`` is Glorot's compromise
-    between the forward and the backward condition. Returns ``tensor`` itself.
-    Introduced in: Vanishing and exploding gradients (Glorot condition).
-    """
-    fan_in, fan_out = fan_in_and_fan_out(tensor)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    with torch.no_grad():  # also works on parameters that require grad
-        return tensor.uniform_(-bound, bound, generator=generator)
-
-
-def xavier_normal_(
-    tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Fill ``tensor`` in place from ``N(0, std**2)``, ``std = gain * sqrt(2 / (fan_in + fan_out))``.
-
-    Introduced in: Vanishing and exploding gradients (Glorot condition).
-    """
-    fan_in, fan_out = fan_in_and_fan_out(tensor)
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    with torch.no_grad():
-        return tensor.normal_(0.0, std, generator=generator)
-
-
-def kaiming_normal_(
-    tensor: torch.Tensor,
-    a: float = 0.0,
-    mode: str = "fan_in",
-    nonlinearity: str = "leaky_relu",
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Fill ``tensor`` in place from ``N(0, std**2)``, ``std = gain / sqrt(fan)`` (He et al.).
-
-    ``mode="fan_in"`` keeps the forward variance, ``"fan_out"`` the backward one; ``a`` is
-    the negative slope of a leaky ReLU (``a=0``: ReLU, gain ``sqrt(2)``).
-    Introduced in: Vanishing and exploding gradients (He initialisation).
-    """
-    if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
-    fan_in, fan_out = fan_in_and_fan_out(tensor)
-    if tensor.numel() == 0:
-        return tensor
-    std = calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
-    with torch.no_grad():
-        return tensor.normal_(0.0, std, generator=generator)
 
 
 # --------------------------------------------------------------------------- deep MLP
@@ -343,66 +254,3 @@ def train_recording(
         if probe is not None and epoch in snapshot_epochs:
             snapshots[epoch] = layer_gradients(net, *probe)
     return history, snapshots
-
-
-# --------------------------------------------------------------------------- plots
-def plot_with_derivatives(
-    functions: dict[str, Callable[[torch.Tensor], torch.Tensor]], x: torch.Tensor
-) -> plt.Figure:
-    """One panel per function: the function and its derivative (by autograd) over ``x``.
-
-    Introduced in: Vanishing and exploding gradients (activation functions).
-    """
-    fig, axes = plt.subplots(1, len(functions), figsize=(3.4 * len(functions), 2.8), squeeze=False)
-    for ax, (name, fn) in zip(axes[0], functions.items(), strict=True):
-        x_ = x.detach().clone().requires_grad_(True)
-        y = fn(x_)
-        (dy,) = torch.autograd.grad(y.sum(), x_)
-        ax.plot(x.numpy(), y.detach().numpy(), label=name)
-        ax.plot(x.numpy(), dy.numpy(), "--", label=f"{name}'")
-        ax.axhline(0, color="gray", lw=0.5)
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
-        ax.set_xlabel("x")
-    fig.tight_layout()
-    return fig
-
-
-def layer_norm_curves(ax: plt.Axes, snapshots: dict[int, list[torch.Tensor]], title: str = "") -> None:
-    """One line per layer: the norm of its weight gradient against the epoch (log scale).
-
-    ``snapshots`` as returned by :func:`train_recording`. Introduced in: Vanishing and
-    exploding gradients (gradients during training).
-    """
-    epochs = sorted(snapshots)
-    norms = np.array([[float(g.norm()) for g in snapshots[e]] for e in epochs])  # (epochs, layers)
-    colors = plt.cm.viridis(np.linspace(0, 0.9, norms.shape[1]))
-    for layer in range(norms.shape[1]):
-        ax.semilogy(epochs, norms[:, layer], color=colors[layer], label=f"layer {layer + 1}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("gradient norm")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-
-
-def layer_violins(ax: plt.Axes, grads: Sequence[torch.Tensor], title: str = "") -> None:
-    """Violins of ``log10 |g|`` per layer (layer 1 = closest to the input) with medians.
-
-    Entries that are exactly zero (ReLU units that are off for the whole batch) have no
-    logarithm and are left out; count them separately. Introduced in: Vanishing and
-    exploding gradients (gradients per layer).
-    """
-    logs = []
-    for g in grads:
-        nonzero = g[g != 0].abs()
-        logs.append(np.log10(nonzero.numpy()) if len(nonzero) else np.array([np.nan]))
-    positions = np.arange(1, len(logs) + 1)
-    finite = [(p, v) for p, v in zip(positions, logs, strict=True) if np.isfinite(v).all() and len(v) > 1]
-    if finite:
-        ax.violinplot([v for _, v in finite], [p for p, _ in finite], widths=0.8, showextrema=False)
-    ax.plot(positions, [np.median(v) for v in logs], "k.", ms=4)
-    ax.set_xticks(positions)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("log10 |gradient|")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, axis="y", alpha=0.3)
