@@ -22,6 +22,10 @@ from collections.abc import Callable
 import numpy as np
 
 NUM_CLASSES = 10
+# Bounds on the models a measure evaluates: the grader computes with whatever a submission
+# records, so a huge network must be refused, not run (the assignments use far less).
+MAX_WIDTH, MAX_LAYERS = 1024, 12
+MAX_RNN_HIDDEN, MAX_RNN_LAYERS = 256, 3
 
 
 class MeasureError(ValueError):
@@ -57,9 +61,11 @@ def _layers(params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     if not params or len(params) % 2:
         raise MeasureError(f"expected weights and biases in pairs, got {len(params)} arrays")
     layers = list(zip(params[::2], params[1::2], strict=True))
+    if len(layers) > MAX_LAYERS:
+        raise MeasureError(f"{len(layers)} layers: at most {MAX_LAYERS} are evaluated")
     width = layers[0][0].shape[0] if layers[0][0].ndim == 2 else None
     for i, (W, b) in enumerate(layers):
-        if W.ndim != 2 or b.ndim != 1 or W.shape[0] != width or W.shape[1] != b.shape[0] or W.shape[1] > 4096:
+        if W.ndim != 2 or b.ndim != 1 or W.shape[0] != width or W.shape[1] != b.shape[0] or W.shape[1] > MAX_WIDTH:
             raise MeasureError(f"layer {i}: weight {W.shape} and bias {b.shape} do not chain")
         if W.dtype.kind != "f" or b.dtype.kind != "f":
             raise MeasureError(f"layer {i}: parameters must be floating point")
@@ -127,8 +133,9 @@ def char_rnn_perplexity(params: list[np.ndarray], characters: int | None = None)
         raise MeasureError(f"expected 4 arrays per RNN layer and 2 for the output layer, got {len(params)}")
     num_layers, W_out = (len(params) - 2) // 4, params[-2]  # (vocab, hidden)
     hidden = W_out.shape[-1] if W_out.ndim == 2 else 0
-    if not 0 < hidden <= 1024 or num_layers > 4:
-        raise MeasureError(f"{num_layers} layers of {hidden} units: expected at most 4 layers of at most 1024")
+    if not 0 < hidden <= MAX_RNN_HIDDEN or num_layers > MAX_RNN_LAYERS:
+        raise MeasureError(f"{num_layers} layers of {hidden} units: at most {MAX_RNN_LAYERS} layers of "
+                           f"{MAX_RNN_HIDDEN} units are evaluated")
     rnn = torch.nn.RNN(vocab_size, hidden, num_layers, nonlinearity="tanh", batch_first=True)
     head = torch.nn.Linear(hidden, vocab_size)
     expected = [p.shape for p in rnn.parameters()] + [head.weight.shape, head.bias.shape]

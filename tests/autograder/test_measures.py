@@ -63,6 +63,7 @@ def test_relu_mlp_accuracy_agrees_with_torch_on_standardised_images(digits):
     ([np.zeros((64, 5), np.float32), np.zeros(5, np.float32)], "5 outputs"),
     ([np.zeros((64, 10), np.int64), np.zeros(10, np.int64)], "floating point"),
     ([np.zeros((64, 10**6), np.float32), np.zeros(10**6, np.float32)], "do not chain"),  # no huge products
+    ([np.zeros((64, 10), np.float32), np.zeros(10, np.float32)] * 13, "at most 12"),
 ])
 def test_models_that_cannot_be_measured_are_refused(params, reason):
     with pytest.raises(MeasureError, match=reason):
@@ -106,6 +107,10 @@ def test_char_rnn_perplexity_agrees_with_torch_over_the_whole_text():
     assert expected > 0.5 * vocab_size  # untrained: about a uniform guess
     with pytest.raises(MeasureError, match="not those of"):
         char_rnn_perplexity(params[:-2] + [params[-2][:, :8], params[-1]], characters=3000)
+    big = [np.zeros((512, vocab_size), np.float32), np.zeros((512, 512), np.float32), np.zeros(512, np.float32),
+           np.zeros(512, np.float32), np.zeros((vocab_size, 512), np.float32), np.zeros(vocab_size, np.float32)]
+    with pytest.raises(MeasureError, match="at most 3 layers of 256 units"):
+        char_rnn_perplexity(big)
     with pytest.raises(MeasureError, match="4 arrays per RNN layer"):
         char_rnn_perplexity(params[1:], characters=3000)
 
