@@ -11,13 +11,7 @@ from lib.attention import MultiHeadAttention, dot_product_attention, masked_soft
 d2l = pytest.importorskip("d2l.torch")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on shared cores) on one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lens(B: int, k: int, q: int | None = None, low: int = 1) -> torch.Tensor:

@@ -22,14 +22,7 @@ from lib.language_model import (
 )
 from lib.text import TextData, Vocab, load_text_data
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is as fast, and two fight other processes on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_char_lm_rejects_float_input() -> None:

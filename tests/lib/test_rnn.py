@@ -22,13 +22,7 @@ from lib.rnn import (
 MODES = ("rnn_tanh", "rnn_relu", "gru", "lstm")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread is as fast, and two fight other processes on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _pair(config: RecurrentConfig) -> tuple[nn.Module, ScratchRecurrent]:

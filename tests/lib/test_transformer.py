@@ -22,13 +22,7 @@ from lib.transformer import (
 d2l = pytest.importorskip("d2l.torch")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on shared cores) on one CPU thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_positional_encoding_matches_d2l_and_offset():
