@@ -50,14 +50,13 @@ def _images(num_inputs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 def _arrays(params: list) -> list[np.ndarray]:
     """The recorded parameters, each a floating-point array."""
     if not all(isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in params):
-        raise MeasureError("expected floating-point parameter tensors only")
+        raise MeasureError("expected floating point parameter tensors only")
     return params
 
 
 def _layers(params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     """Pairs (W, b) of a chain of linear layers: ``W`` (inputs, outputs), ``b`` (outputs,)."""
-    if not all(isinstance(a, np.ndarray) for a in params):
-        raise MeasureError("expected parameter tensors only")
+    params = _arrays(params)
     if not params or len(params) % 2:
         raise MeasureError(f"expected weights and biases in pairs, got {len(params)} arrays")
     layers = list(zip(params[::2], params[1::2], strict=True))
@@ -67,8 +66,6 @@ def _layers(params: list) -> list[tuple[np.ndarray, np.ndarray]]:
     for i, (W, b) in enumerate(layers):
         if W.ndim != 2 or b.ndim != 1 or W.shape[0] != width or W.shape[1] != b.shape[0] or W.shape[1] > MAX_WIDTH:
             raise MeasureError(f"layer {i}: weight {W.shape} and bias {b.shape} do not chain")
-        if W.dtype.kind != "f" or b.dtype.kind != "f":
-            raise MeasureError(f"layer {i}: parameters must be floating point")
         width = W.shape[1]
     if width != NUM_CLASSES:
         raise MeasureError(f"the last layer has {width} outputs, expected {NUM_CLASSES}")
