@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lib.attention import KVCache, MultiHeadAttention, _keep_mask, recording_attention
+from lib.dropout import Dropout
 from lib.translation import TranslationData, bleu, encode, tokenize
 
 
@@ -46,7 +47,7 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         if num_hiddens % 2:
             raise ValueError(f"num_hiddens must be even, got {num_hiddens}")
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         pos = torch.arange(max_len, dtype=torch.float32)[:, None]  # (max_len, 1)
         angles = pos / 10000 ** (torch.arange(0, num_hiddens, 2, dtype=torch.float32) / num_hiddens)
         P = torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(1, max_len, num_hiddens)
@@ -74,7 +75,7 @@ class AddNorm(nn.Module):
 
     def __init__(self, num_hiddens: int, dropout: float = 0.0) -> None:
         super().__init__()
-        self.dropout, self.ln = nn.Dropout(dropout), nn.LayerNorm(num_hiddens)
+        self.dropout, self.ln = Dropout(dropout), nn.LayerNorm(num_hiddens)
 
     def forward(self, X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
         return self.ln(X + self.dropout(Y))
@@ -219,7 +220,7 @@ def train_seq2seq(
             loss = masked_cross_entropy(model(src, src_len, teacher_forcing(tgt, bos)), tgt, tgt_len)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)  # one norm call, also on a CPU
             optimizer.step()
             n = int(tgt_len.sum())
             total, tokens = total + float(loss.detach()) * n, tokens + n

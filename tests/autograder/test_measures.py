@@ -123,7 +123,7 @@ def test_transformer_bleu_loads_the_parameters_by_name():
     data = _translation(200, 50, 12, 64)
     torch.manual_seed(0)
     model = Transformer(len(data.src_vocab), len(data.tgt_vocab), TransformerConfig())
-    train_seq2seq(model, data.train, data.tgt_vocab.bos, num_epochs=5)  # translates a little
+    train_seq2seq(model, data.train, data.tgt_vocab.bos, num_epochs=8)  # translates a little (BLEU 0.09-0.24 over seeds 0-3)
     expected = evaluate_bleu(model, data.test_pairs, data)
     assert expected > 0.02
     named = [[name, p.detach().numpy()] for name, p in model.named_parameters()]

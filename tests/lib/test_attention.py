@@ -6,12 +6,20 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+import lib.attention
 from lib.attention import MultiHeadAttention, dot_product_attention, masked_softmax
 
 d2l = pytest.importorskip("d2l.torch")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(params=["explicit", "fused"])
+def kernel(request, monkeypatch):
+    """Run a test through each attention kernel the library picks from on a CPU."""
+    monkeypatch.setattr(lib.attention, "_EXPLICIT_MAX_KEYS", 10**6 if request.param == "explicit" else 0)
+    return request.param
 
 
 def _lens(B: int, k: int, q: int | None = None, low: int = 1) -> torch.Tensor:
@@ -45,7 +53,7 @@ def test_masked_softmax_heads_and_errors():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_attention_matches_torch_sdpa(seed):
+def test_attention_matches_torch_sdpa(seed, kernel):
     torch.manual_seed(seed)
     B, h, q, k, d = 3, 2, int(torch.randint(1, 6, ())), int(torch.randint(1, 9, ())), 4
     Q, K, V = torch.randn(B, h, q, d), torch.randn(B, h, k, d), torch.randn(B, h, k, 5)
@@ -61,7 +69,7 @@ def test_attention_matches_torch_sdpa(seed):
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, h, q))
 
 
-def test_causal_attention_top_and_bottom_aligned():
+def test_causal_attention_top_and_bottom_aligned(kernel):
     torch.manual_seed(2)
     Q, K, V = torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 4), torch.randn(2, 3, 6, 4)
     expected = F.scaled_dot_product_attention(Q, K, V, is_causal=True)
@@ -82,7 +90,7 @@ def _d2l_mha(ours: MultiHeadAttention, d: int, heads: int):
 
 
 @pytest.mark.parametrize("per_query", [False, True])
-def test_multihead_attention_matches_d2l(per_query):
+def test_multihead_attention_matches_d2l(per_query, kernel):
     torch.manual_seed(3)
     d, heads, B, q, k = 16, 4, 3, 5, 7
     ours = MultiHeadAttention(d, heads).eval()
@@ -101,3 +109,88 @@ def test_multihead_attention_rejects_bad_heads():
     with pytest.raises(ValueError, match="divisible"):
         MultiHeadAttention(10, 4)
 
+
+
+def _attention_grads(Q, K, V, lens, causal=False, need_weights=False):
+    Q, K, V = (t.detach().clone().requires_grad_() for t in (Q, K, V))
+    out, _ = dot_product_attention(Q, K, V, lens, causal, need_weights=need_weights)
+    out.backward(torch.linspace(-1, 1, out.numel()).reshape(out.shape).to(out.dtype))
+    return out.detach(), Q.grad, K.grad, V.grad
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("per_query", [False, True])
+def test_explicit_kernel_gradients_match_fused_kernel(causal, per_query, monkeypatch):
+    torch.manual_seed(5)
+    B, h, n, d = 3, 2, 6, 4
+    Q, K, V = torch.randn(B, h, n, d), torch.randn(B, h, n, d), torch.randn(B, h, n, 3)
+    lens = _lens(B, n, n if per_query else None)
+    monkeypatch.setattr(lib.attention, "_EXPLICIT_MAX_KEYS", 10**6)
+    explicit = _attention_grads(Q, K, V, lens, causal)
+    monkeypatch.setattr(lib.attention, "_EXPLICIT_MAX_KEYS", 0)
+    fused = _attention_grads(Q, K, V, lens, causal)
+    textbook = _attention_grads(Q, K, V, lens, causal, need_weights=True)
+    for ours, theirs, other in zip(explicit, fused, textbook):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours, other, rtol=1e-5, atol=1e-5)
+
+
+def test_explicit_kernel_passes_gradcheck(monkeypatch):
+    monkeypatch.setattr(lib.attention, "_EXPLICIT_MAX_KEYS", 10**6)
+    torch.manual_seed(6)
+    Q, K, V = (torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    lens = torch.tensor([2, 4])
+    assert torch.autograd.gradcheck(lambda q, k, v: dot_product_attention(q, k, v, lens)[0], (Q, K, V))
+    out, _ = dot_product_attention(Q, K, V, lens)
+    assert out.grad_fn.name() == "_ExplicitAttentionBackward"
+
+
+def test_explicit_kernel_ignores_padding_exactly(monkeypatch):
+    """Padded keys get exactly zero weight (no tiny leak, no denormal gradients); a row with
+    no valid key is uniform, as in masked_softmax and d2l."""
+    monkeypatch.setattr(lib.attention, "_EXPLICIT_MAX_KEYS", 10**6)
+    torch.manual_seed(7)
+    Q, K, V = torch.randn(3, 2, 4, 8) * 30, torch.randn(3, 2, 6, 8) * 30, torch.randn(3, 2, 6, 5)
+    lens = torch.tensor([0, 2, 6])
+    out, dQ, dK, dV = _attention_grads(Q, K, V, lens)
+    assert torch.all(dK[1, :, 2:] == 0) and torch.all(dV[1, :, 2:] == 0)
+    noisy = V.clone()
+    noisy[1, :, 2:] = 1e4 * torch.randn(2, 4, 5)
+    assert torch.equal(dot_product_attention(Q, K, noisy, lens)[0][1], out[1])
+    torch.testing.assert_close(out[0], V[0].mean(dim=1, keepdim=True).expand(2, 4, 5))  # no valid key
+    torch.testing.assert_close(out, dot_product_attention(Q, K, V, lens, need_weights=True)[0])
+    grads = torch.cat([g.flatten() for g in (dQ, dK, dV)])
+    tiny = (grads != 0) & (grads.abs() < torch.finfo(torch.float32).tiny)
+    assert not tiny.any()  # denormal numbers make every later CPU product far slower
+
+
+def test_explicit_kernel_attention_dropout_uses_one_mask_both_ways(monkeypatch):
+    from lib.dropout import keep_mask
+
+    monkeypatch.setattr(lib.attention, "_EXPLICIT_MAX_KEYS", 10**6)
+    torch.manual_seed(8)
+    Q, K, V = (torch.randn(2, 2, 5, 4, requires_grad=True) for _ in range(3))
+    lens = torch.tensor([3, 5])
+    torch.manual_seed(9)
+    out, _ = dot_product_attention(Q, K, V, lens, dropout_p=0.3)
+    out.sum().backward()
+    grads = [t.grad.clone() for t in (Q, K, V)]
+    for t in (Q, K, V):
+        t.grad = None
+    _, weights = dot_product_attention(Q, K, V, lens, need_weights=True)
+    torch.manual_seed(9)
+    expected = (weights * keep_mask(weights.shape, 0.3)) @ V
+    expected.sum().backward()
+    torch.testing.assert_close(out, expected)
+    for ours, theirs in zip(grads, (Q.grad, K.grad, V.grad)):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_cpu_picks_the_explicit_kernel_only_for_short_sequences():
+    def kernel_of(num_keys: int) -> str:
+        Q, K = torch.randn(2, 2, 3, 4, requires_grad=True), torch.randn(2, 2, num_keys, 4)
+        return dot_product_attention(Q, K, K, torch.tensor([2, num_keys]))[0].grad_fn.name()
+
+    limit = lib.attention._EXPLICIT_MAX_KEYS
+    assert kernel_of(limit) == "_ExplicitAttentionBackward"
+    assert kernel_of(limit + 1) != "_ExplicitAttentionBackward"

@@ -1,0 +1,75 @@
+"""lib.dropout: the cheaper CPU mask keeps torch's dropout semantics."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lib.dropout import Dropout, dropout, keep_mask
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_drop_rate_and_mean_match_p(p):
+    torch.manual_seed(0)
+    n = 400_000
+    y = dropout(torch.ones(n), p)
+    dropped = (y == 0).float().mean().item()
+    sd = math.sqrt(p * (1 - p) / n)
+    assert abs(dropped - p) < 5 * sd  # a binomial count, five standard deviations
+    zero, scale = y.unique().tolist()
+    assert zero == 0.0 and scale == pytest.approx(1 / (1 - round(p * 65536) / 65536))
+    assert abs(y.mean().item() - 1) < 5 * sd / (1 - p)  # the survivors' scale keeps the mean
+
+
+def test_random_bits_are_balanced():
+    """Each 16-bit draw takes part of a 64-bit word: all four parts must be uniform."""
+    torch.manual_seed(1)
+    mask = keep_mask((4, 200_000), 0.5)  # consecutive elements share a 64-bit word
+    words = mask.reshape(-1, 4)  # (words, the four 16-bit parts)
+    for part in range(4):
+        assert abs((words[:, part] == 0).float().mean().item() - 0.5) < 0.005
+
+
+def test_probability_is_rounded_to_a_multiple_of_1_over_65536():
+    assert keep_mask((3,), 0.1).max().item() == pytest.approx(65536 / (65536 - 6554))
+    assert torch.equal(keep_mask((5,), 0.0), torch.ones(5))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        keep_mask((5,), 1.0)
+
+
+def test_same_seed_same_mask_and_gradient_uses_it():
+    x = torch.randn(6, 7, requires_grad=True)
+    torch.manual_seed(2)
+    y = dropout(x, 0.3)
+    y.sum().backward()
+    torch.manual_seed(2)
+    mask = keep_mask(x.shape, 0.3)
+    torch.testing.assert_close(y, x * mask)
+    torch.testing.assert_close(x.grad, mask)
+
+
+def test_module_behaves_like_nn_dropout():
+    layer = Dropout(0.4)
+    assert isinstance(layer, nn.Dropout) and layer.p == 0.4
+    x = torch.randn(50, 20)
+    assert not torch.equal(layer(x), x)
+    layer.eval()
+    assert layer(x) is x
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))  # as nn.Dropout(1.0)
+    ints = torch.arange(6)
+    assert dropout(ints, 0.5, training=False) is ints
+    with pytest.raises(ValueError):
+        Dropout(1.5)
+
+
+@pytest.mark.gpu
+def test_other_devices_use_torch_dropout():
+    x = torch.ones(1000, device="cuda")
+    torch.manual_seed(3)
+    torch.cuda.manual_seed(3)
+    ours = dropout(x, 0.2)
+    torch.cuda.manual_seed(3)
+    torch.testing.assert_close(ours, torch.nn.functional.dropout(x, 0.2))
