@@ -18,6 +18,7 @@ def _course(args: argparse.Namespace) -> Course:
     limits = Limits(
         cell_timeout=args.timeout if getattr(args, "timeout", None) else Limits.cell_timeout,
         notebook_timeout=getattr(args, "notebook_timeout", None) or Limits.notebook_timeout,
+        gpu_memory_bytes=int(args.gpu_memory * 2**30) if getattr(args, "gpu_memory", None) else Limits.gpu_memory_bytes,
     )
     return Course(Path(args.course), db_url=args.db or "", limits=limits)
 
@@ -118,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
     s.add_argument("--timeout", type=float, help="seconds per cell (default 120)")
     s.add_argument("--notebook-timeout", type=float, help="seconds per notebook (default 900)")
+    s.add_argument("--gpu-memory", type=float, help="GiB of GPU memory per submission (default 8)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--data-source", choices=["auto", "download", "offline"], default="offline")
     s.add_argument("--full", action="store_true", help="grade with quick=False (full training runs)")

@@ -21,7 +21,8 @@ class Limits:
     max_output_bytes: int = 16 * 2**20  # outputs kept per notebook
     max_notebook_bytes: int = 64 * 2**20  # larger submissions are rejected unread
     scratch_bytes: int = 2**30  # private /tmp (and /var/tmp, /dev/shm) of an isolated job
-    gpu_memory_fraction: float = 0.9  # torch's per-process cap on a shared GPU (a guard, not a wall)
+    gpu_memory_fraction: float = 0.9  # torch's per-process cap on a shared GPU (a guard the job can lift)
+    gpu_memory_bytes: int = 8 * 2**30  # GPU memory of the job's processes, read by the driver (gpu_memory.py)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ same function runs in a local worker thread or on a remote Dask worker.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -25,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from autograder import sandbox
+from autograder import gpu_memory, sandbox
 from autograder.checks import ENV_VAR, RECORDS_FILE
 from autograder.config import Limits
 
@@ -141,20 +142,26 @@ def _environment(workdir: Path, job: ExecutionJob) -> dict[str, str]:
     return env
 
 
-def _kill_tree(root_pid: int, session: int | None) -> None:
-    """Kill the runner, its kernel and everything they started (kernels get their own session)."""
-    victims: list[psutil.Process] = []
+def _job_processes(root_pid: int, session: int | None) -> list[psutil.Process]:
+    """The runner, its kernel and everything they started (kernels get their own session)."""
+    found: list[psutil.Process] = []
     try:
         root = psutil.Process(root_pid)
-        victims = [root, *root.children(recursive=True)]
+        found = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         pass
     for proc in psutil.process_iter(["pid"]):
         try:
             if session is not None and os.getsid(proc.pid) == session:
-                victims.append(proc)
+                found.append(proc)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
+    return found
+
+
+def _kill_tree(root_pid: int, session: int | None) -> None:
+    """Kill every process of the job (see :func:`_job_processes`)."""
+    victims = _job_processes(root_pid, session)
     for proc in victims:
         try:
             proc.kill()
@@ -302,8 +309,12 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             preexec_fn=lambda: _limit_resources(limits, job.gpu is not None, cgroup),
         )
         status, message = "ok", ""
+        watch = gpu_memory.GpuMemoryWatch(
+            limits.gpu_memory_bytes, lambda: [p.pid for p in _job_processes(proc.pid, proc.pid)],
+            lambda: _kill_tree(proc.pid, proc.pid)) if job.gpu is not None else None
         try:
-            proc.wait(timeout=limits.notebook_timeout)
+            with watch or contextlib.nullcontext():
+                proc.wait(timeout=limits.notebook_timeout)
         except subprocess.TimeoutExpired:
             status = "timeout"
             message = f"the notebook ran longer than its limit of {limits.notebook_timeout:.0f} s and was stopped"
@@ -311,6 +322,8 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             _kill_tree(proc.pid, proc.pid)
             proc.wait()
             log.close()
+        if watch is not None and watch.exceeded:
+            status, message = "killed", watch.exceeded
         tampered: list[str] = []
 
         def read_back(relative: str, limit: int, tail: bool = False) -> bytes | None:
