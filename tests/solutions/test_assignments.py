@@ -119,3 +119,26 @@ def test_softmax_training_quality_is_measured_by_the_grader(tmp_path):
     (model,) = [k for k in training.checks if k.name == "train/model"]
     assert not model.passed and "needs at least" in model.message, model
     assert results["liar"].score == auto_max - training.points / len(training.checks)
+
+
+@pytest.mark.slow
+def test_inference_functions_imported_from_lib_lose_the_module_check(tmp_path):
+    """The rules forbid importing lib's versions of the graded functions; a submission that
+    does gets every value right and loses exactly the hidden check of where they come from."""
+    course = course_with(tmp_path, "inference")
+    copier = nbformat.read(course.solutions / "inference" / "inference.ipynb", as_version=4)
+    homes = {"rbm_hidden_posterior": "lib.inference", "rbm_log_partition_bruteforce": "lib.inference",
+             "kl_divergence": "lib.em", "elbo": "lib.em", "em_step": "lib.em"}
+    replaced = [c for c in copier.cells if grade_id(c) in homes]
+    assert len(replaced) == len(homes)
+    for cell in replaced:
+        cell.source = f"from {homes[grade_id(cell)]} import {grade_id(cell)}"
+    target = course.submitted / "copier" / "inference" / "inference.ipynb"
+    target.parent.mkdir(parents=True)
+    nbformat.write(copier, target)
+    (result,) = grade(course, "inference", GradeOptions(workers=1, progress=False, device="cpu")).results
+    failed = [(c.grade_id, k.name) for c in result.cells for k in c.checks if not k.passed]
+    assert failed == [("test_em_monotone", "em/functions_defined_in_notebook")]
+    cell = {c.grade_id: c for c in result.cells}["test_em_monotone"]
+    auto_max = sum(c.points for c in result.cells if c.kind == "auto")
+    assert result.score == pytest.approx(auto_max - cell.points / len(cell.checks), abs=1e-4)  # scores: 4 decimals
