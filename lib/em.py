@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from lib.inference import _check
+from lib.inference import check_float_tensor
 
 
 def kl_divergence(q: Tensor, p: Tensor) -> Tensor:
@@ -62,7 +62,7 @@ def gmm_log_joint(X: Tensor, weights: Tensor, means: Tensor, variances: Tensor) 
 
     Introduced in: Approximate inference (EM and the ELBO).
     """
-    _check(X, "X", 2)
+    check_float_tensor(X, "X", 2)
     if means.shape != variances.shape or means.shape != (weights.shape[0], X.shape[1]):
         raise ValueError(f"expected weights (K,), means and variances (K, {X.shape[1]}), got "
                          f"{tuple(weights.shape)}, {tuple(means.shape)}, {tuple(variances.shape)}")
@@ -122,7 +122,7 @@ def init_gmm(X: Tensor, num_components: int, seed: int = 0) -> GMMParams:
 
     Introduced in: Approximate inference (EM and the ELBO).
     """
-    _check(X, "X", 2)
+    check_float_tensor(X, "X", 2)
     if not 1 <= num_components <= X.shape[0]:
         raise ValueError(f"num_components must lie in [1, {X.shape[0]}], got {num_components}")
     generator = torch.Generator().manual_seed(seed)

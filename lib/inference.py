@@ -28,7 +28,9 @@ MAX_BRUTEFORCE_UNITS = 20  # 2**20 joint states: about a million, well under a s
 _BLOCK_STATES = 2**18  # states scored at once while enumerating (bounds the memory)
 
 
-def _check(t: Tensor, name: str, dim: int) -> None:
+def check_float_tensor(t: Tensor, name: str, dim: int) -> None:
+    """Raise ``ValueError`` unless ``t`` is a floating tensor with ``dim`` dimensions (also used
+    by :mod:`lib.em` and :mod:`lib.vae`). Introduced in: Approximate inference."""
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
         kind = getattr(t, "dtype", type(t).__name__)
         raise ValueError(f"{name} must be a floating torch.Tensor, got {kind}")
@@ -60,9 +62,9 @@ def _state_blocks(n: int, dtype: torch.dtype, device, row_cost: int) -> Iterator
 
 # ----------------------------------------------------------------------- RBM
 def _check_rbm(W: Tensor, b: Tensor, c: Tensor) -> None:
-    _check(W, "W", 2)
-    _check(b, "b", 1)
-    _check(c, "c", 1)
+    check_float_tensor(W, "W", 2)
+    check_float_tensor(b, "b", 1)
+    check_float_tensor(c, "c", 1)
     if b.shape[0] != W.shape[1] or c.shape[0] != W.shape[0]:
         raise ValueError(
             f"W is (n_hidden, n_visible) = {tuple(W.shape)}: expected b of shape ({W.shape[1]},) "
@@ -76,8 +78,8 @@ def rbm_energy(v: Tensor, h: Tensor, W: Tensor, b: Tensor, c: Tensor) -> Tensor:
     Returns ``(n,)``. Introduced in: Approximate inference (why inference).
     """
     _check_rbm(W, b, c)
-    _check(v, "v", 2)
-    _check(h, "h", 2)
+    check_float_tensor(v, "v", 2)
+    check_float_tensor(h, "h", 2)
     if v.shape[0] != h.shape[0] or v.shape[1] != W.shape[1] or h.shape[1] != W.shape[0]:
         raise ValueError(f"expected v (n, {W.shape[1]}) and h (n, {W.shape[0]}), got "
                          f"{tuple(v.shape)} and {tuple(h.shape)}")
@@ -91,9 +93,9 @@ def rbm_hidden_posterior(v: Tensor, W: Tensor, c: Tensor) -> Tensor:
     ``n_hidden`` numbers describe the whole posterior.
     Introduced in: Approximate inference (why inference).
     """
-    _check(v, "v", 2)
-    _check(W, "W", 2)
-    _check(c, "c", 1)
+    check_float_tensor(v, "v", 2)
+    check_float_tensor(W, "W", 2)
+    check_float_tensor(c, "c", 1)
     if v.shape[1] != W.shape[1] or c.shape[0] != W.shape[0]:
         raise ValueError(f"expected v (n, {W.shape[1]}) and c ({W.shape[0]},) for W of shape "
                          f"{tuple(W.shape)}, got {tuple(v.shape)} and {tuple(c.shape)}")
@@ -106,7 +108,7 @@ def rbm_free_energy(v: Tensor, W: Tensor, b: Tensor, c: Tensor) -> Tensor:
     Introduced in: Approximate inference (why inference).
     """
     _check_rbm(W, b, c)
-    _check(v, "v", 2)
+    check_float_tensor(v, "v", 2)
     return -(v @ b) - F.softplus(v @ W.T + c).sum(dim=1)  # (n,)
 
 
@@ -145,8 +147,8 @@ def rbm_log_likelihood(v: Tensor, W: Tensor, b: Tensor, c: Tensor) -> Tensor:
 
 # --------------------------------------------------- Boltzmann machine, mean field
 def _check_bm(W: Tensor, b: Tensor) -> None:
-    _check(W, "W", 2)
-    _check(b, "b", 1)
+    check_float_tensor(W, "W", 2)
+    check_float_tensor(b, "b", 1)
     if W.shape != (b.shape[0], b.shape[0]):
         raise ValueError(f"expected W ({b.shape[0]}, {b.shape[0]}) for b of shape "
                          f"{tuple(b.shape)}, got {tuple(W.shape)}")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lib.attention import KVCache, MultiHeadAttention, _keep_mask, recording_attention
+from lib.attention import KVCache, MultiHeadAttention, length_mask, recording_attention
 from lib.dropout import Dropout
 from lib.translation import TranslationData, bleu, encode, tokenize
 
@@ -188,7 +188,7 @@ def masked_cross_entropy(logits: torch.Tensor, Y: torch.Tensor, valid_lens: torc
     if logits.shape[:2] != Y.shape or valid_lens.shape != Y.shape[:1]:
         raise ValueError(f"expected logits (B, T, V), Y (B, T), valid_lens (B,); got "
                          f"{tuple(logits.shape)}, {tuple(Y.shape)}, {tuple(valid_lens.shape)}")
-    keep = _keep_mask(valid_lens, 1, Y.shape[1])[:, 0]  # (B, T)
+    keep = length_mask(valid_lens, 1, Y.shape[1])[:, 0]  # (B, T)
     return F.cross_entropy(logits.flatten(0, 1), Y.masked_fill(~keep, -100).flatten(), ignore_index=-100)
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lib.inference import _check
+from lib.inference import check_float_tensor
 
 
 @dataclass
@@ -66,7 +66,7 @@ def vae_elbo(model: VAE, x: Tensor, num_samples: int = 1) -> Tensor:
     The first term is a Monte Carlo average over ``num_samples`` reparameterised samples;
     the KL between Gaussians is in closed form. Introduced in: Approximate inference (VAE).
     """
-    _check(x, "x", 2)
+    check_float_tensor(x, "x", 2)
     mu, logvar = model.encode(x)  # (n, k)
     eps = torch.randn(num_samples, *mu.shape, dtype=mu.dtype, device=mu.device)  # (S, n, k)
     z = mu + torch.exp(0.5 * logvar) * eps
@@ -80,7 +80,7 @@ def train_vae(model: VAE, X: Tensor, config: VAEConfig) -> list[float]:
 
     Introduced in: Approximate inference (VAE).
     """
-    _check(X, "X", 2)
+    check_float_tensor(X, "X", 2)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     history = []
@@ -123,7 +123,7 @@ def vae_grid_posterior(
     """
     if model.latent_dim != 2:
         raise ValueError(f"the grid needs a 2-D latent space, got latent_dim={model.latent_dim}")
-    _check(x, "x", 2)
+    check_float_tensor(x, "x", 2)
     axis = torch.linspace(-limit, limit, steps, dtype=x.dtype, device=x.device)
     z = torch.cartesian_prod(axis, axis)  # (steps**2, 2)
     log_prior = -0.5 * (z**2).sum(dim=1) - math.log(2 * math.pi)  # (steps**2,)
