@@ -11,13 +11,17 @@ also hold within a second. Without ``nvidia-smi`` the watch says so once and doe
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 QUERY = ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"]
 _warned = False
+_reading_lock = threading.Lock()
+_last_reading: tuple[float, dict[int, int] | None] = (-math.inf, None)
 
 
 def parse_compute_apps(text: str) -> dict[int, int]:
@@ -40,6 +44,16 @@ def read_gpu_memory() -> dict[int, int] | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return parse_compute_apps(result.stdout) if result.returncode == 0 else None
+
+
+def recent_gpu_memory(max_age: float) -> dict[int, int] | None:
+    """:func:`read_gpu_memory`, shared by the watches of one grader: each ``nvidia-smi`` call
+    costs tens of milliseconds of CPU, so concurrent jobs reuse a reading up to ``max_age`` s old."""
+    global _last_reading
+    with _reading_lock:
+        if time.monotonic() - _last_reading[0] > max_age:
+            _last_reading = (time.monotonic(), read_gpu_memory())
+        return _last_reading[1]
 
 
 class GpuMemoryWatch:
@@ -69,7 +83,7 @@ class GpuMemoryWatch:
     def _run(self) -> None:
         global _warned
         while not self._done.wait(self.interval):
-            usage = (self.read or read_gpu_memory)()
+            usage = self.read() if self.read is not None else recent_gpu_memory(self.interval / 2)
             if usage is None:
                 if not _warned:
                     _warned = True

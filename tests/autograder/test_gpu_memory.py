@@ -78,6 +78,7 @@ def _hog_job(limit: int) -> ExecutionJob:
 def test_execute_stops_a_gpu_job_whose_processes_hold_too_much(monkeypatch):
     """A driver that says every process of the machine holds 1 GiB: the job's kernel is over."""
     monkeypatch.setattr(gpu_memory, "read_gpu_memory", lambda: {pid: GiB for pid in psutil.pids()})
+    monkeypatch.setattr(gpu_memory, "_last_reading", (float("-inf"), None))  # no reading of another test
     outcome = execute(_hog_job(GiB // 2))
     assert outcome.status == "killed"
     assert "GiB of GPU memory, over its limit of 0.50 GiB, and was stopped" in outcome.message
@@ -87,6 +88,7 @@ def test_execute_stops_a_gpu_job_whose_processes_hold_too_much(monkeypatch):
 @pytest.mark.slow
 def test_execute_leaves_a_gpu_job_under_its_limit_alone(monkeypatch):
     monkeypatch.setattr(gpu_memory, "read_gpu_memory", lambda: {pid: 2**20 for pid in psutil.pids()})
+    monkeypatch.setattr(gpu_memory, "_last_reading", (float("-inf"), None))  # no reading of another test
     outcome = execute(_hog_job(GiB))
     assert outcome.status == "ok", outcome.message
 
@@ -108,3 +110,13 @@ def test_a_real_submission_that_lifts_torchs_guard_is_stopped(tmp_path):
     assert results["honest"].score == 5.0
     assert results["hog"].status == "problem"
     assert any("GPU memory, over its limit of 2.00 GiB" in p for p in results["hog"].problems)
+
+
+def test_concurrent_watches_share_one_reading(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gpu_memory, "read_gpu_memory", lambda: calls.append(1) or {})
+    monkeypatch.setattr(gpu_memory, "_last_reading", (float("-inf"), None))
+    assert [gpu_memory.recent_gpu_memory(60) for _ in range(5)] == [{}] * 5
+    assert len(calls) == 1
+    gpu_memory.recent_gpu_memory(0)
+    assert len(calls) == 2
