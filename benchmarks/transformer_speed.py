@@ -11,7 +11,7 @@ inputs of earlier steps as state; training masks the future with per-query valid
 and the d2l step follows ``d2l.Trainer``: its masked loss, ``Trainer.clip_gradients`` and
 a default ``torch.optim.Adam``, without the live plot.
 
-Run: ``python -m benchmarks.transformer_speed [--device cuda] [--steps 60] [--compile]``.
+Run: ``python -m benchmarks.transformer_speed [--device cuda] [--steps 60] [--compile] [--floor]``.
 Tokens per second count source plus target positions (padding included) of each batch.
 """
 
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lib.attention import MultiHeadAttention
 from lib.device import resolve_device, seed_everything
 from lib.transformer import Transformer, TransformerConfig, masked_cross_entropy, teacher_forcing
 from lib.translation import load_translation
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-steps", type=int, default=10, help="sequence length")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(lib model)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time lib's step with attention and dropout removed (not a model: "
+                             "the cost of everything else, so the best ratio any attention could give)")
     parser.add_argument("--source", default="offline", choices=["auto", "download", "offline"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny ops: 1 is fastest)")
     args = parser.parse_args(argv)
@@ -189,16 +193,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         lib_step(compiled, our_opt, batches[0], bos)
         print(f"torch.compile: first step (compilation) took {time.perf_counter() - start:.1f} s")
         steps["lib, compiled"] = lambda b: lib_step(compiled, our_opt, b, bos)
+    if args.floor:
+        rest = Transformer(src_v, tgt_v, replace(cfg, dropout=0.0)).to(device).train()
+        for layer in rest.modules():
+            if isinstance(layer, MultiHeadAttention):  # each query gets its own position's value
+                layer.attend = lambda q, k, v, valid_lens, causal: (v[:, :, :q.shape[2]], None)
+        rest_opt = torch.optim.Adam(rest.parameters(), lr=0.005, fused=True)
+        steps["lib, no attention/dropout"] = lambda b: lib_step(rest, rest_opt, b, bos)
     results = time_steps(steps, batches, device, args.steps)
 
     tokens = args.batch_size * 2 * args.num_steps
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
           f"config: {cfg.num_blks} blocks, {cfg.num_hiddens} hidden, {cfg.num_heads} heads, "
           f"batch {args.batch_size}, {args.num_steps} steps")
-    print(f"{'model':<20}{'ms/step':>9}{'tokens/s':>11}{'vs d2l':>8}{'CPU ms/step':>13}{'vs d2l':>8}")
+    print(f"{'model':<28}{'ms/step':>9}{'tokens/s':>11}{'vs d2l':>8}{'CPU ms/step':>13}{'vs d2l':>8}")
     base_wall, base_cpu = results["d2l"]
     for name, (wall, cpu) in results.items():
-        print(f"{name:<20}{wall * 1e3:>9.2f}{tokens / wall:>11,.0f}{base_wall / wall:>7.2f}x"
+        print(f"{name:<28}{wall * 1e3:>9.2f}{tokens / wall:>11,.0f}{base_wall / wall:>7.2f}x"
               f"{cpu * 1e3:>13.2f}{base_cpu / cpu:>7.2f}x")
     print("ms/step and tokens/s: wall clock (best of 5 interleaved rounds); CPU ms/step: process CPU time.")
     return {name: tokens / wall for name, (wall, _) in results.items()}
