@@ -1,13 +1,14 @@
-"""Dropout whose random mask costs a quarter of the random draws on a CPU.
+"""Dropout whose random mask costs a fraction of torch's on a CPU.
 
-Used by the Transformer (chapters/transformer: page *The Transformer architecture*, and
-the training-speed benchmark). torch's CPU dropout draws one 32-bit random number per
-element (``bernoulli_``, about 7 ns each here), which on the course's tiny models costs
-more than the matrix products it regularizes. :func:`keep_mask` draws one 64-bit number
-per four elements and compares each 16-bit quarter with a threshold, so the probability
-of dropping is ``p`` rounded to a multiple of ``1/65536`` (``0.1`` becomes
-``0.100006``); the survivors are scaled by ``1 / (1 - that probability)``, so the
-expected output still equals the input. Other devices use ``torch.nn.functional.dropout``.
+Used by :mod:`lib.transformer` and :mod:`lib.attention` (chapter *The Transformer*; see
+``benchmarks/transformer_speed.py``). torch's CPU dropout draws a 32-bit random number per
+element (``bernoulli_``: 150 us for the 20,480 elements of a (64, 10, 32) activation,
+here), which on the course's tiny models costs more than the matrix products it
+regularizes. :func:`keep_mask` draws one 64-bit number per four elements and compares
+each 16-bit quarter with a threshold (65 us in all), so the probability of dropping is ``p``
+rounded to a multiple of ``1/65536`` (``0.1`` becomes ``0.100006``); the survivors are
+scaled by ``1 / (1 - that probability)``, so the expected output still equals the input.
+Other devices use ``torch.nn.functional.dropout``.
 """
 
 from __future__ import annotations
