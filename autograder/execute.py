@@ -48,7 +48,9 @@ class ExecutionJob:
 
 @dataclass
 class ExecutionOutcome:
-    """What happened: ``status`` is ok, timeout, kernel_died, killed, runner_error or tampered."""
+    """What happened: ``status`` is ok, timeout, kernel_died, killed (retried: may be the
+    machine's fault), over_limit (stopped by a limit the grader watches, such as GPU
+    memory; not retried), runner_error or tampered."""
 
     status: str
     message: str
@@ -323,7 +325,7 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             proc.wait()
             log.close()
         if watch is not None and watch.exceeded:
-            status, message = "killed", watch.exceeded
+            status, message = "over_limit", watch.exceeded
         tampered: list[str] = []
 
         def read_back(relative: str, limit: int, tail: bool = False) -> bytes | None:

@@ -80,7 +80,7 @@ def test_execute_stops_a_gpu_job_whose_processes_hold_too_much(monkeypatch):
     monkeypatch.setattr(gpu_memory, "read_gpu_memory", lambda: {pid: GiB for pid in psutil.pids()})
     monkeypatch.setattr(gpu_memory, "_last_reading", (float("-inf"), None))  # no reading of another test
     outcome = execute(_hog_job(GiB // 2))
-    assert outcome.status == "killed"
+    assert outcome.status == "over_limit"  # not "killed", which the grader retries
     assert "GiB of GPU memory, over its limit of 0.50 GiB, and was stopped" in outcome.message
     assert outcome.seconds < 60  # stopped, not left to sleep through its notebook
 
@@ -120,3 +120,33 @@ def test_concurrent_watches_share_one_reading(monkeypatch):
     assert len(calls) == 1
     gpu_memory.recent_gpu_memory(0)
     assert len(calls) == 2
+
+
+@pytest.mark.slow
+def test_a_stopped_job_is_recorded_once_not_retried(tmp_path, monkeypatch):
+    """The grader retries "killed" jobs (a worker may die for reasons of its own); a job the
+    watch stopped is the submission's doing: one run, the reason in its problems."""
+    from autograder import grade as grade_module
+    from autograder.execute import ExecutionOutcome
+    from autograder.grade import GradeOptions, grade
+
+    runs = []
+
+    def watched(job: ExecutionJob) -> ExecutionOutcome:
+        outcome = execute(job)
+        if "hoard" in job.notebook:  # what the watch reports when a GPU hog is stopped
+            runs.append(job.label)
+            outcome = ExecutionOutcome("over_limit", "the submission used 4.00 GiB of GPU memory, over its limit "
+                                       "of 2.00 GiB, and was stopped", outcome.notebook, outcome.records, 1.0)
+        return outcome
+
+    monkeypatch.setattr(grade_module, "execute", watched)
+    course = make_course(tmp_path / "course")
+    submit(course, "hog", "attack_gpu_memory_hog")
+    submit(course, "honest", "partly_wrong")
+    results = {r.student: r for r in grade(course, "tiny", GradeOptions(workers=2, progress=False)).results}
+    assert len(runs) == 1
+    assert results["hog"].status == "problem"
+    assert results["hog"].problems == ["the submission used 4.00 GiB of GPU memory, over its limit of 2.00 GiB, "
+                                       "and was stopped"]
+    assert results["honest"].status == "graded" and results["honest"].score == 3.5
