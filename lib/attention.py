@@ -37,8 +37,10 @@ _EXPLICIT_MAX_KEYS = 24
 _SMALLEST_WEIGHT = 2e-35  # just above e^-80: unnormalized weights at or below it become 0
 
 
-def length_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int) -> torch.Tensor:
-    """``(B,)`` or ``(B, q)`` valid lengths -> boolean ``(B, q|1, k)``, True where attended.
+def length_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int, ndim: int = 3) -> torch.Tensor:
+    """``(B,)`` or ``(B, q)`` valid lengths -> boolean ``(B, q|1, k)``, True where attended;
+    with ``ndim > 3``, ones are inserted after ``B`` to broadcast over heads:
+    ``(B, 1, ..., q|1, k)``.
 
     Introduced in: The Transformer (attention; also the masked loss of training).
     """
@@ -47,7 +49,8 @@ def length_mask(valid_lens: torch.Tensor, num_queries: int, num_keys: int) -> to
     lens = valid_lens.reshape(valid_lens.shape[0], -1, 1)  # (B, 1|q, 1)
     if lens.shape[1] not in (1, num_queries):
         raise ValueError(f"valid_lens has {lens.shape[1]} entries per row, expected {num_queries}")
-    return torch.arange(num_keys, device=valid_lens.device) < lens  # (B, 1|q, k)
+    keep = torch.arange(num_keys, device=valid_lens.device) < lens  # (B, 1|q, k)
+    return keep.reshape(keep.shape[0], *([1] * (ndim - 3)), *keep.shape[1:])  # (B, ..., q|1, k)
 
 
 def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,8 +65,7 @@ def masked_softmax(X: torch.Tensor, valid_lens: torch.Tensor | None = None) -> t
         return X.softmax(dim=-1)
     if X.dim() < 3 or valid_lens.shape[0] != X.shape[0]:
         raise ValueError(f"X must be (batch, ..., q, k) with batch {valid_lens.shape[0]}, got {tuple(X.shape)}")
-    keep = length_mask(valid_lens, X.shape[-2], X.shape[-1])  # (B, q|1, k)
-    keep = keep.reshape(keep.shape[0], *([1] * (X.dim() - 3)), *keep.shape[1:])  # broadcast over heads
+    keep = length_mask(valid_lens, X.shape[-2], X.shape[-1], X.dim())  # (B, ..., q|1, k)
     fill = max(-1e6, torch.finfo(X.dtype).min)
     return X.masked_fill(~keep, fill).softmax(dim=-1)
 
@@ -110,8 +112,7 @@ def dot_product_attention(
         valid_lens, fast_causal = _causal_lens(q, k, Q.device).expand(Q.shape[0], q), False
     masked = None
     if valid_lens is not None:
-        keep = length_mask(valid_lens, q, k)  # (B, q|1, k)
-        masked = ~keep.reshape(keep.shape[0], *([1] * (Q.dim() - 3)), *keep.shape[1:])  # (B, ..., q|1, k)
+        masked = ~length_mask(valid_lens, q, k, Q.dim())  # (B, ..., q|1, k)
     if explicit:
         return _ExplicitAttention.apply(Q, K, V, masked, 1 / math.sqrt(Q.shape[-1]), dropout_p), None
     mask = None if masked is None else torch.zeros(masked.shape, dtype=Q.dtype, device=Q.device).masked_fill_(
