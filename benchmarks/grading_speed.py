@@ -49,13 +49,21 @@ def setup(base: Path, assignment: str, n: int) -> Path:
     return course
 
 
-def main() -> None:
+def scores(db: Path, args: argparse.Namespace) -> list[float]:
+    """Each submission's total score in an nbgrader gradebook (both tools write one)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gradebook:
+        return [round(gradebook.find_submission(args.assignment, f"s{i:02d}").score, 4) for i in range(args.n)]
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assignment", default="softmax")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="our grader's --device (nbgrader and papermill use the default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "COURSE_DATA_SOURCE": "offline"}
     with tempfile.TemporaryDirectory() as tmp:
         course = setup(Path(tmp), args.assignment, args.n)
@@ -68,20 +76,26 @@ def main() -> None:
         papermill = time.perf_counter() - start
 
         start = time.perf_counter()
-        subprocess.run([BIN / "nbgrader", "autograde", args.assignment, "--force"], cwd=course, env=env, capture_output=True)
+        subprocess.run([BIN / "nbgrader", "autograde", args.assignment, "--force"], cwd=course, env=env,
+                       capture_output=True, check=True)
         nbgrader = time.perf_counter() - start
 
         ours = {}
-        for workers in (1, args.workers):
+        for workers in sorted({1, args.workers}):
             shutil.rmtree(course / "autograded", ignore_errors=True)
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "autograder", "--course", str(course), "--db",
                             f"sqlite:///{course}/ours{workers}.db", "grade", args.assignment, "--workers",
                             str(workers), "--device", args.device], env=env, capture_output=True, check=True)
             ours[workers] = time.perf_counter() - start
+            # Timings mean something only if both tools graded every submission the same way.
+            theirs_scores, our_scores = scores(course / "nbgrader.db", args), scores(course / f"ours{workers}.db", args)
+            if our_scores != theirs_scores:
+                raise SystemExit(f"scores differ: nbgrader {theirs_scores}, autograder {our_scores}")
 
     per = lambda t: t / args.n  # noqa: E731
-    print(f"{args.n} submissions of {args.assignment!r}, {os.cpu_count()} cores, {args.workers} workers")
+    print(f"{args.n} submissions of {args.assignment!r}, {os.cpu_count()} cores, {args.workers} workers; "
+          f"every tool gave every submission {our_scores[0]:g} points")
     print(f"{'papermill alone (serial)':<32}{papermill:8.1f} s  {per(papermill):6.2f} s/submission")
     print(f"{'nbgrader autograde (serial)':<32}{nbgrader:8.1f} s  {per(nbgrader):6.2f} s/submission")
     for workers, seconds in ours.items():
@@ -94,6 +108,7 @@ def main() -> None:
     print("  (below zero: each papermill CLI run also imports jsonschema's IRI grammar with nbformat, "
           "~1 s of CPU, validates and pretty-prints the notebook at every cell, and waits for a "
           "graceful kernel shutdown; the grader's runner skips all three: autograder/runner.py, engine.py)")
+    return {"papermill": papermill, "nbgrader": nbgrader, **{f"autograder, {w} workers": t for w, t in ours.items()}}
 
 
 if __name__ == "__main__":

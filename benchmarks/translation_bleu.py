@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                    seconds)
 
     print(f"offline number corpus: {len(data.train_pairs)} training pairs, {len(data.test_pairs)} held-out "
-          f"test pairs; {args.epochs} epochs on {device}")
+          f"test pairs; epochs: {args.epochs}; device: {device}")
     print(f"{'model':<24}{'BLEU':>8}{'exact':>8}{'train s':>9}")
     for name, (b, exact, s) in rows.items():
         print(f"{name:<24}{b:>8.3f}{exact:>8.3f}{s:>9.1f}")
