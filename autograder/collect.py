@@ -1,88 +1,255 @@
 """``collect``: import submissions into ``submitted/<student>/<assignment>/``.
 
-Accepts the layouts instructors really get: nbgrader's ``<student>/<assignment>/*.ipynb``,
-a flat folder of ``<student>_<assignment>.ipynb`` files, and an LMS download (a zip or
-its unpacked folder) whose file names start with the student and end with the assignment,
-as in ``jdoe_1234_5678_softmax.ipynb`` or ``jdoe_softmax-1.ipynb`` (a re-submission).
-Names that match no assignment, or several, are reported and not guessed.
+Accepts the layouts instructors really get, as a folder or a zip:
+
+- nbgrader's ``<student>/<assignment>/*.ipynb`` (its ``timestamp.txt`` is kept);
+- a flat folder of ``<student>_<assignment>.ipynb``;
+- Canvas: ``doejane_1234_5678_softmax.ipynb``, ``doejane_LATE_1234_5678_softmax-1.ipynb``
+  (student: the name before the first ``_``; ``_LATE_``: Canvas marked it late);
+- Moodle: ``Jane Doe_12345_assignsubmission_file_/softmax.ipynb`` (or the same name
+  without the ``/``). The student id is Moodle's participant number, ``12345``: the
+  identifier its grading worksheet matches when grades are uploaded back. Moodle numbers
+  participants per assignment, and students name their files freely, so pass
+  ``--assignment`` when the file names do not name it.
+
+A ``-N`` (LMS) or `` (N)`` (browser) suffix numbers a resubmission: of several files for
+one student and assignment the highest number is kept, then the latest submission time.
+That time is the zip entry's date (read as local time, as ``unzip`` does), nbgrader's
+``timestamp.txt``, or else the file's modification time; it goes to ``timestamp.txt``.
+Every other file is listed with the reason it was not imported (system files such as
+``__MACOSX/`` and ``.DS_Store`` are skipped silently); names are never guessed.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
+import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from autograder.config import Course
-from autograder.source import list_assignments
+from autograder.source import SourceError, list_assignments
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SUFFIXES = r"((?:-\d+| \(\d+\))*)"  # resubmission numbers: LMS "-1", browser " (1)"
+MOODLE = re.compile(r"^(?P<name>[^_]*)_(?P<id>\d+)_assignsubmission_[a-z]+_(?P<rest>.*)$")
+JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
+JUNK_FOLDERS = {"__MACOSX", ".ipynb_checkpoints"}
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"  # nbgrader's
+NO_ASSIGNMENT = "names no known assignment"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One input notebook attributed to a student and an assignment."""
+
+    student: str
+    assignment: str
+    origin: Path  # relative to the folder or zip collected
+    submitted: datetime  # UTC
+    attempt: tuple[int, int] = (0, 0)  # resubmission numbers in the name: "-N", then " (N)"
+    late: bool = False  # the LMS marked it late (Canvas's "_LATE_")
 
 
 @dataclass
 class CollectReport:
-    imported: list[tuple[str, str, Path]] = field(default_factory=list)  # student, assignment, from
-    problems: list[str] = field(default_factory=list)
+    submissions: list[Submission] = field(default_factory=list)  # imported
+    problems: list[str] = field(default_factory=list)  # input files not imported, and why
+    set_aside: list[str] = field(default_factory=list)  # older submissions, with the newer one kept
+    ignored: list[Path] = field(default_factory=list)  # system files, skipped silently
+
+    @property
+    def imported(self) -> list[tuple[str, str, Path]]:
+        """``(student, assignment, origin)`` of each imported notebook."""
+        return [(s.student, s.assignment, s.origin) for s in self.submissions]
 
 
-def _match(stem: str, assignments: list[str]) -> tuple[str | None, str | None, str]:
-    """(student, assignment, problem) parsed from an LMS-style file name."""
-    stem = re.sub(r"-\d+$", "", stem)  # "…_softmax-1": the LMS numbers re-submissions
-    hits = [a for a in assignments if stem == a or stem.endswith(f"_{a}") or stem.endswith(f"-{a}")]
-    hits = [a for a in hits if not any(b != a and b.endswith(a) and b in hits for b in hits)]  # longest wins
-    if len(hits) != 1:
-        what = "no known assignment" if not hits else f"several assignments ({', '.join(hits)})"
-        return None, None, f"names {what}"
-    assignment = hits[0]
-    student = stem[: -len(assignment)].rstrip("_-").split("_")[0]
-    if not student or not STUDENT_ID.match(student):
-        return None, assignment, "does not start with a student id"
-    return student, assignment, ""
+def _attempt(suffixes: str) -> tuple[int, int]:
+    """The resubmission numbers in a name's suffixes: ``"-2 (1)"`` is ``(2, 1)``."""
+    dashes = [int(n) for n in re.findall(r"-(\d+)", suffixes)]
+    parens = [int(n) for n in re.findall(r"\((\d+)\)", suffixes)]
+    return max(dashes, default=0), max(parens, default=0)
+
+
+def _trailing_attempt(stem: str) -> tuple[int, int]:
+    match = re.search(f"{SUFFIXES}$", stem)
+    return _attempt(match.group(1) if match else "")
+
+
+def _named(stem: str, known: list[str]) -> tuple[str, str, tuple[int, int]] | str:
+    """``(prefix, assignment, attempt)`` of a name ending with one assignment, or a problem."""
+    hits: dict[str, tuple[str, str, tuple[int, int]]] = {}
+    for a in known:
+        m = re.search(rf"(?:^|[_-]){re.escape(a)}{SUFFIXES}$", stem, re.IGNORECASE)
+        if m:
+            hits[a] = (stem[: m.start()], a, _attempt(m.group(1)))
+    longest = max(map(len, hits), default=0)  # "jdoe_rnn_lm" is rnn_lm, not lm
+    best = sorted(a for a in hits if len(a) == longest)
+    if len(best) != 1:
+        return f"names several assignments ({', '.join(best)})" if best else NO_ASSIGNMENT
+    return hits[best[0]]
+
+
+def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, tuple[int, int], bool] | str:
+    """``(student, assignment, attempt, late)`` of an input notebook, or why it cannot be imported."""
+    moodle = next((m for part in reversed(rel.parts) if (m := MOODLE.match(part))), None)
+    if moodle:
+        stem = Path(moodle["rest"]).stem if moodle.string == rel.name else rel.stem  # flat, or in a folder
+        named = _named(stem, known)
+        if isinstance(named, str):
+            if named != NO_ASSIGNMENT:
+                return named
+            if not only:
+                return f"{named} (a Moodle download holds one assignment: pass --assignment)"
+            named = ("", only, _trailing_attempt(stem))  # students name their files freely
+        return moodle["id"], named[1], named[2], False
+    if len(rel.parts) >= 3 and rel.parts[-2] in known:  # nbgrader layout
+        student, assignment = rel.parts[-3], rel.parts[-2]
+        if not STUDENT_ID.match(student):
+            return "has a folder name that is not a student id"
+        return student, assignment, _trailing_attempt(rel.stem), False
+    named = _named(rel.stem, known)
+    if isinstance(named, str):
+        return named
+    prefix, assignment, attempt = named
+    parts = prefix.split("_")
+    if not parts[0] or not STUDENT_ID.match(parts[0]):
+        return "does not start with a student id"
+    return parts[0], assignment, attempt, "LATE" in parts[1:]
+
+
+def _unzip(archive_path: Path, into: Path, report: CollectReport) -> None:
+    """Extract every file, dated as its zip entry (which ``ZipFile.extract`` forgets)."""
+    base = into.resolve()
+    with zipfile.ZipFile(archive_path) as archive:
+        for member in archive.infolist():
+            if member.is_dir():
+                continue
+            target = (base / member.filename).resolve()
+            if not target.is_relative_to(base) or target == base:  # zip-slip
+                report.problems.append(f"{member.filename}: unsafe path in the archive; not imported")
+                continue
+            if target.exists():  # extracting it would overwrite the first entry
+                report.problems.append(f"{member.filename}: a second entry of this name in the archive; not imported")
+                continue
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError) as exc:
+                target.unlink(missing_ok=True)
+                report.problems.append(f"{member.filename}: unreadable in the archive ({exc}); not imported")
+                continue
+            stamp = time.mktime((*member.date_time, 0, 0, -1))  # zip dates are local time
+            os.utime(target, (stamp, stamp))
+
+
+def _nbgrader_time(folder: Path) -> datetime | None:
+    """The time in nbgrader's ``timestamp.txt`` of a submission folder, if it has a readable one."""
+    try:
+        text = (folder / "timestamp.txt").read_text().strip()
+        stamp = datetime.fromisoformat(re.sub(r" UTC$", "+00:00", text))
+    except (OSError, ValueError):
+        return None
+    return stamp.astimezone(timezone.utc) if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _is_junk(rel: Path) -> bool:
+    return bool(JUNK_FOLDERS.intersection(rel.parts[:-1])) or rel.name in JUNK_NAMES or rel.name.startswith("._")
+
+
+def _is_nbgrader_timestamp(rel: Path, known: list[str]) -> bool:
+    return rel.name == "timestamp.txt" and len(rel.parts) >= 3 and rel.parts[-2] in known
+
+
+def _choose(group: list[tuple[Submission, Path]]) -> tuple[tuple[Submission, Path] | None, str]:
+    """The newest of one student's files for one assignment (None: a tie), and what to say."""
+    group = sorted(group, key=lambda c: (c[0].attempt, c[0].submitted, str(c[0].origin)), reverse=True)
+    newest, others = group[0], group[1:]
+    names = ", ".join(str(s.origin) for s, _ in reversed(others))  # oldest first
+    key = (newest[0].attempt, newest[0].submitted)
+    tied = [c for c in others if (c[0].attempt, c[0].submitted) == key]
+    if any(c[1].read_bytes() != newest[1].read_bytes() for c in tied):
+        every = ", ".join(sorted(str(s.origin) for s, _ in group))
+        return None, (f"{every}: submissions of {newest[0].student}/{newest[0].assignment} with the same "
+                      "resubmission number and time, so none is known to be the newest; remove the others "
+                      "and collect again; not imported")
+    if len(tied) == len(others):
+        why = "the others are identical copies"
+    elif all(s.attempt < newest[0].attempt for s, _ in others):
+        why = "highest resubmission number"
+    elif all(s.attempt == newest[0].attempt for s, _ in others):
+        why = "latest submission time"
+    else:
+        why = "highest resubmission number, then latest time"
+    return newest, (f"{names}: set aside for {newest[0].student}/{newest[0].assignment}, "
+                    f"which keeps {newest[0].origin} ({why})")
 
 
 def collect(course: Course, source: Path, only: str | None = None) -> CollectReport:
-    """Copy every recognisable submission under ``source`` (folder or zip) into the course."""
-    assignments = [only] if only else list_assignments(course)
+    """Copy the newest submission of each student and assignment under ``source`` (folder or zip)."""
+    known = list_assignments(course)
+    if not known:
+        raise SourceError(f"{course.solutions} holds no assignment: run from the course root or pass --course")
+    if only and only not in known:
+        path = course.solutions / only / f"{only}.ipynb"
+        raise SourceError(f"no assignment {only!r}: {path} does not exist (known: {', '.join(known)})")
+    source = Path(source)
+    if not source.exists():
+        raise ValueError(f"{source}: no such file or folder")
     report = CollectReport()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(source)
-        if root.is_file() and zipfile.is_zipfile(root):
-            with zipfile.ZipFile(root) as archive:
-                for member in archive.infolist():
-                    target = (Path(tmp) / member.filename).resolve()
-                    if not str(target).startswith(str(Path(tmp).resolve())):  # zip-slip
-                        report.problems.append(f"{member.filename}: unsafe path in the archive, skipped")
-                        continue
-                    archive.extract(member, tmp)
+        root = source
+        if source.is_file():
+            if not zipfile.is_zipfile(source):
+                raise ValueError(f"{source}: neither a folder nor a zip file")
+            _unzip(source, Path(tmp), report)
             root = Path(tmp)
-        elif not root.is_dir():
-            report.problems.append(f"{source}: neither a folder nor a zip file")
-            return report
-        for path in sorted(root.rglob("*.ipynb")):
-            if ".ipynb_checkpoints" in path.parts or path.name.startswith("._"):
-                continue
+        groups: dict[tuple[str, str], list[tuple[Submission, Path]]] = {}
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
             rel = path.relative_to(root)
-            if len(rel.parts) >= 3 and rel.parts[-2] in assignments:  # nbgrader layout
-                student, assignment, problem = rel.parts[-3], rel.parts[-2], ""
-                if not STUDENT_ID.match(student):
-                    problem = "has a folder name that is not a student id"
-            else:
-                student, assignment, problem = _match(path.stem, assignments)
-            if problem:
-                report.problems.append(f"{rel}: {problem}; not imported")
+            if _is_junk(rel):
+                report.ignored.append(rel)
                 continue
+            if _is_nbgrader_timestamp(rel, known):
+                continue  # read with the notebook beside it
+            if path.suffix.lower() != ".ipynb":
+                report.problems.append(f"{rel}: not a notebook ({path.suffix or 'no extension'}); not imported")
+                continue
+            found = _identify(rel, known, only)
+            if isinstance(found, str):
+                report.problems.append(f"{rel}: {found}; not imported")
+                continue
+            student, assignment, attempt, late = found
+            if only and assignment != only:
+                report.problems.append(f"{rel}: is {assignment}, not {only} (--assignment); not imported")
+                continue
+            nbgrader = len(rel.parts) >= 3 and rel.parts[-2] == assignment and rel.parts[-3] == student
+            stamp = (_nbgrader_time(path.parent) if nbgrader else None) or datetime.fromtimestamp(
+                path.stat().st_mtime, tz=timezone.utc)
+            submission = Submission(student, assignment, rel, stamp, attempt, late)
+            groups.setdefault((student, assignment), []).append((submission, path))
+        for (student, assignment), group in sorted(groups.items()):
+            chosen, message = _choose(group) if len(group) > 1 else (group[0], "")
+            if chosen is None:
+                report.problems.append(message)
+                continue
+            if message:  # older attempts: expected, not a problem
+                report.set_aside.append(message)
+            submission, path = chosen
             target_dir = course.submitted / student / assignment
             target_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target_dir / f"{assignment}.ipynb")
-            stamp = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-            (target_dir / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
-            report.imported.append((student, assignment, rel))
-    duplicates = {(s, a) for s, a, _ in report.imported if sum(1 for t in report.imported if t[:2] == (s, a)) > 1}
-    for student, assignment in sorted(duplicates):
-        files = [str(p) for s, a, p in report.imported if (s, a) == (student, assignment)]
-        report.problems.append(f"{student}/{assignment}: several files ({', '.join(files)}); the last one was kept")
+            target = target_dir / f"{assignment}.ipynb"
+            if path.resolve() != target.resolve():  # collecting course.submitted itself changes nothing
+                shutil.copyfile(path, target)
+            seconds = submission.submitted.timestamp()
+            os.utime(target, (seconds, seconds))
+            (target_dir / "timestamp.txt").write_text(submission.submitted.strftime(TIMESTAMP_FORMAT))
+            report.submissions.append(submission)
     return report

@@ -1,4 +1,4 @@
-"""Fast tests of the individual steps: load, assemble, compare, collect, release."""
+"""Fast tests of the individual steps: load, assemble, compare, release (collect: test_collect.py)."""
 
 import io
 import json
@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import zipfile
 
 import nbformat
 import numpy as np
@@ -15,7 +14,6 @@ import pytest
 from autograder.assemble import WrongAssignmentError, assemble
 from autograder.cells import grade_id
 from autograder.checks import ENV_VAR, RECORDS_FILE, check
-from autograder.collect import collect
 from autograder.config import Limits
 from autograder.execute import TamperedFileError, read_job_file
 from autograder.load import SubmissionError, read_submission
@@ -119,28 +117,6 @@ def test_thresholds_come_from_the_reference():
     threshold = ref({"kind": "float", "value": 0.95}, at_least=0.8)
     assert compare(threshold, [{"value": {"kind": "float", "value": 0.81}, "criteria": {"at_least": 0.0}}]).passed
     assert not compare(threshold, [{"value": {"kind": "float", "value": 0.5}, "criteria": {"at_least": 0.0}}]).passed
-
-
-def test_collect_accepts_the_three_layouts(course, tmp_path):
-    correct = (SUBMISSIONS / "correct.ipynb").read_bytes()
-    nbgrader_layout = tmp_path / "in1" / "ann" / "tiny"
-    nbgrader_layout.mkdir(parents=True)
-    (nbgrader_layout / "mine.ipynb").write_bytes(correct)
-    flat = tmp_path / "in2"
-    flat.mkdir()
-    (flat / "ben_tiny.ipynb").write_bytes(correct)
-    (flat / "mystery.ipynb").write_bytes(correct)
-    lms = tmp_path / "lms.zip"
-    with zipfile.ZipFile(lms, "w") as z:
-        z.writestr("cleo_12345_67890_tiny-1.ipynb", correct)
-        z.writestr("../escape_tiny.ipynb", correct)
-    reports = [collect(course, p) for p in (tmp_path / "in1", flat, lms)]
-    imported = sorted((s, a) for r in reports for s, a, _ in r.imported)
-    assert imported == [("ann", "tiny"), ("ben", "tiny"), ("cleo", "tiny")]
-    problems = [p for r in reports for p in r.problems]
-    assert any("mystery" in p and "no known assignment" in p for p in problems)
-    assert any("escape" in p for p in problems)
-    assert (course.submitted / "cleo" / "tiny" / "tiny.ipynb").read_bytes() == correct
 
 
 def test_source_must_record_checks(course):

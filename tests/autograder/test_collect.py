@@ -1,0 +1,328 @@
+"""``collect``: LMS downloads (Canvas, Moodle), nbgrader folders, resubmissions, times."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from autograder import cli
+from autograder.collect import collect
+from autograder.source import SourceError
+from tests.autograder.conftest import SUBMISSIONS
+
+CORRECT = (SUBMISSIONS / "correct.ipynb").read_bytes()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def version(n: int) -> bytes:
+    """A notebook that differs from the others only in its bytes (trailing blank lines)."""
+    return CORRECT + b"\n" * n
+
+
+def make_zip(path: Path, entries: dict[str, tuple[bytes, tuple[int, ...]]]) -> Path:
+    """A zip whose entries carry the given dates, as an LMS writes them."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, (data, date) in entries.items():
+            archive.writestr(zipfile.ZipInfo(name, date), data)
+    return path
+
+
+def timestamp(course, student: str, assignment: str = "tiny") -> str:
+    return (course.submitted / student / assignment / "timestamp.txt").read_text()
+
+
+def notebook(course, student: str, assignment: str = "tiny") -> bytes:
+    return (course.submitted / student / assignment / f"{assignment}.ipynb").read_bytes()
+
+
+@pytest.fixture
+def utc_plus_one(monkeypatch):
+    """The grader's clock one hour ahead of UTC: zip dates are local time."""
+    monkeypatch.setenv("TZ", "CET-1")  # POSIX: UTC+1, no daylight saving, no tz database needed
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def add_assignment(course, name: str) -> None:
+    folder = course.solutions / name
+    folder.mkdir()
+    shutil.copyfile(course.solutions / "tiny" / "tiny.ipynb", folder / f"{name}.ipynb")
+
+
+def test_collect_accepts_the_three_layouts(course, tmp_path):
+    nbgrader_layout = tmp_path / "in1" / "ann" / "tiny"
+    nbgrader_layout.mkdir(parents=True)
+    (nbgrader_layout / "mine.ipynb").write_bytes(CORRECT)
+    flat = tmp_path / "in2"
+    flat.mkdir()
+    (flat / "ben_tiny.ipynb").write_bytes(CORRECT)
+    (flat / "mystery.ipynb").write_bytes(CORRECT)
+    lms = tmp_path / "lms.zip"
+    with zipfile.ZipFile(lms, "w") as z:
+        z.writestr("cleo_12345_67890_tiny-1.ipynb", CORRECT)
+        z.writestr("../escape_tiny.ipynb", CORRECT)
+    reports = [collect(course, p) for p in (tmp_path / "in1", flat, lms)]
+    assert [r.imported for r in reports] == [
+        [("ann", "tiny", Path("ann/tiny/mine.ipynb"))],
+        [("ben", "tiny", Path("ben_tiny.ipynb"))],
+        [("cleo", "tiny", Path("cleo_12345_67890_tiny-1.ipynb"))],
+    ]
+    assert [r.problems for r in reports] == [
+        [],
+        ["mystery.ipynb: names no known assignment; not imported"],
+        ["../escape_tiny.ipynb: unsafe path in the archive; not imported"],
+    ]
+    assert notebook(course, "cleo") == CORRECT
+    assert not (tmp_path / "escape_tiny.ipynb").exists()
+
+
+def test_the_highest_resubmission_number_is_kept_whatever_the_dates(course, tmp_path, utc_plus_one):
+    lms = make_zip(tmp_path / "lms.zip", {
+        "zed_1_2_tiny.ipynb": (version(0), (2024, 3, 5, 10, 0, 0)),
+        "zed_1_2_tiny-1.ipynb": (version(1), (2024, 3, 1, 10, 0, 0)),
+        "zed_1_2_tiny-2.ipynb": (version(2), (2024, 3, 2, 10, 0, 0)),
+    })
+    report = collect(course, lms)
+    assert report.imported == [("zed", "tiny", Path("zed_1_2_tiny-2.ipynb"))]
+    assert report.set_aside == [
+        "zed_1_2_tiny.ipynb, zed_1_2_tiny-1.ipynb: set aside for zed/tiny, which keeps "
+        "zed_1_2_tiny-2.ipynb (highest resubmission number)"
+    ] and report.problems == []
+    assert notebook(course, "zed") == version(2)
+    assert timestamp(course, "zed") == "2024-03-02 09:00:00.000000 UTC"
+
+
+def test_browser_duplicates_count_as_resubmissions_after_the_lms_number(course, tmp_path):
+    date = (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "lms.zip", {
+        "doejane_123_456_tiny.ipynb": (version(0), date),
+        "doejane_123_456_tiny (2).ipynb": (version(2), date),
+        "doejane_123_456_tiny (1).ipynb": (version(1), date),
+        "roejohn_124_457_tiny (3).ipynb": (version(3), date),
+        "roejohn_124_457_tiny-1.ipynb": (version(4), date),
+    })
+    report = collect(course, lms)
+    assert report.imported == [
+        ("doejane", "tiny", Path("doejane_123_456_tiny (2).ipynb")),
+        ("roejohn", "tiny", Path("roejohn_124_457_tiny-1.ipynb")),
+    ]
+    assert [s.attempt for s in report.submissions] == [(0, 2), (1, 0)]
+    assert report.set_aside == [
+        "doejane_123_456_tiny.ipynb, doejane_123_456_tiny (1).ipynb: set aside for doejane/tiny, which keeps "
+        "doejane_123_456_tiny (2).ipynb (highest resubmission number)",
+        "roejohn_124_457_tiny (3).ipynb: set aside for roejohn/tiny, which keeps "
+        "roejohn_124_457_tiny-1.ipynb (highest resubmission number)",
+    ] and report.problems == []
+    assert notebook(course, "doejane") == version(2) and notebook(course, "roejohn") == version(4)
+
+
+def test_the_latest_date_decides_when_the_names_do_not(course, tmp_path, utc_plus_one):
+    lms = make_zip(tmp_path / "lms.zip", {
+        "zed_1_2_tiny.ipynb": (version(0), (2024, 3, 2, 8, 30, 0)),
+        "zed_1_3_tiny.ipynb": (version(1), (2024, 3, 1, 23, 59, 58)),
+    })
+    report = collect(course, lms)
+    assert report.imported == [("zed", "tiny", Path("zed_1_2_tiny.ipynb"))]
+    assert report.set_aside == [
+        "zed_1_3_tiny.ipynb: set aside for zed/tiny, which keeps zed_1_2_tiny.ipynb (latest submission time)"
+    ]
+    assert timestamp(course, "zed") == "2024-03-02 07:30:00.000000 UTC"
+
+
+def test_a_tie_between_different_files_imports_none_of_them(course, tmp_path):
+    date = (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "lms.zip", {
+        "zed_1_2_tiny.ipynb": (version(0), date),
+        "zed_1_3_tiny.ipynb": (version(1), date),
+        "amy_1_2_tiny.ipynb": (version(0), date),
+        "amy_1_3_tiny.ipynb": (version(0), date),
+    })
+    report = collect(course, lms)
+    assert report.imported == [("amy", "tiny", Path("amy_1_3_tiny.ipynb"))]
+    assert report.set_aside == [
+        "amy_1_2_tiny.ipynb: set aside for amy/tiny, which keeps amy_1_3_tiny.ipynb (the others are identical copies)"
+    ]
+    assert report.problems == [
+        "zed_1_2_tiny.ipynb, zed_1_3_tiny.ipynb: submissions of zed/tiny with the same resubmission number "
+        "and time, so none is known to be the newest; remove the others and collect again; not imported",
+    ]
+    assert not (course.submitted / "zed").exists()
+
+
+def test_the_submission_time_is_the_zip_entry_date_not_the_collection_time(course, tmp_path, utc_plus_one):
+    lms = make_zip(tmp_path / "lms.zip", {"ann_tiny.ipynb": (CORRECT, (2024, 3, 1, 10, 0, 0))})
+    report = collect(course, lms)
+    submitted = datetime(2024, 3, 1, 9, 0, 0, tzinfo=timezone.utc)
+    assert [s.submitted for s in report.submissions] == [submitted]
+    assert timestamp(course, "ann") == "2024-03-01 09:00:00.000000 UTC"
+    assert (course.submitted / "ann" / "tiny" / "tiny.ipynb").stat().st_mtime == submitted.timestamp()
+
+
+def test_folders_give_the_file_date_or_nbgraders_timestamp(course, tmp_path):
+    folder = tmp_path / "in"
+    (folder / "ann" / "tiny").mkdir(parents=True)
+    (folder / "ann" / "tiny" / "tiny.ipynb").write_bytes(CORRECT)
+    (folder / "ann" / "tiny" / "timestamp.txt").write_text("2024-03-04 12:00:00.123456 UTC")
+    (folder / "ben_tiny.ipynb").write_bytes(CORRECT)
+    seconds = datetime(2024, 3, 5, 8, 0, 0, tzinfo=timezone.utc).timestamp()
+    os.utime(folder / "ben_tiny.ipynb", (seconds, seconds))
+    report = collect(course, folder)
+    assert report.imported == [("ann", "tiny", Path("ann/tiny/tiny.ipynb")), ("ben", "tiny", Path("ben_tiny.ipynb"))]
+    assert report.problems == []  # nbgrader's timestamp.txt is part of its submission, not a stray file
+    assert timestamp(course, "ann") == "2024-03-04 12:00:00.123456 UTC"
+    assert timestamp(course, "ben") == "2024-03-05 08:00:00.000000 UTC"
+
+
+def test_canvas_late_marker_is_kept(course, tmp_path):
+    date = (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "lms.zip", {
+        "amy_LATE_5_6_tiny.ipynb": (CORRECT, date),
+        "bob_7_8_tiny.ipynb": (CORRECT, date),
+    })
+    report = collect(course, lms)
+    assert [(s.student, s.late) for s in report.submissions] == [("amy", True), ("bob", False)]
+
+
+def test_every_file_is_imported_or_listed_but_system_files_are_skipped_quietly(course, tmp_path):
+    date = (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "lms.zip", {
+        "ann_1_2_tiny.ipynb": (CORRECT, date),
+        "frank_6666_7777_tiny.py": (b"print(1)\n", date),
+        "frank_6666_7778_notes.txt": (b"hi", date),
+        "README": (b"hi", date),
+        "__MACOSX/._ann_1_2_tiny.ipynb": (b"\0", date),
+        ".DS_Store": (b"\0", date),
+        "sub/.DS_Store": (b"\0", date),
+        "ann/tiny/.ipynb_checkpoints/tiny-checkpoint.ipynb": (CORRECT, date),
+    })
+    report = collect(course, lms)
+    assert report.imported == [("ann", "tiny", Path("ann_1_2_tiny.ipynb"))]
+    assert report.problems == [
+        "README: not a notebook (no extension); not imported",
+        "frank_6666_7777_tiny.py: not a notebook (.py); not imported",
+        "frank_6666_7778_notes.txt: not a notebook (.txt); not imported",
+    ]
+    assert report.ignored == [
+        Path(".DS_Store"), Path("__MACOSX/._ann_1_2_tiny.ipynb"),
+        Path("ann/tiny/.ipynb_checkpoints/tiny-checkpoint.ipynb"), Path("sub/.DS_Store"),
+    ]
+
+
+def test_moodle_downloads_name_students_by_participant_number(course, tmp_path):
+    date = (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "moodle.zip", {
+        "Jane Doe_12345_assignsubmission_file_/tiny (1).ipynb": (version(1), date),
+        "John Roe_12346_assignsubmission_file_tiny.ipynb": (version(2), date),
+        "Ann Poe_12347_assignsubmission_file_/Untitled.ipynb": (version(3), date),
+        "Ann Poe_12347_assignsubmission_onlinetext_/onlinetext.html": (b"<p>hi</p>", date),
+    })
+    report = collect(course, lms)
+    assert report.imported == [
+        ("12345", "tiny", Path("Jane Doe_12345_assignsubmission_file_/tiny (1).ipynb")),
+        ("12346", "tiny", Path("John Roe_12346_assignsubmission_file_tiny.ipynb")),
+    ]
+    assert report.problems == [
+        "Ann Poe_12347_assignsubmission_file_/Untitled.ipynb: names no known assignment "
+        "(a Moodle download holds one assignment: pass --assignment); not imported",
+        "Ann Poe_12347_assignsubmission_onlinetext_/onlinetext.html: not a notebook (.html); not imported",
+    ]
+    report = collect(course, lms, "tiny")
+    assert [s for s, _, _ in report.imported] == ["12345", "12346", "12347"]
+    assert notebook(course, "12347") == version(3)
+
+
+def test_assignment_names_ending_in_numbers_and_other_assignments(course, tmp_path):
+    add_assignment(course, "tiny-1")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("ann_tiny-1.ipynb", "ben_tiny-1-2.ipynb", "cleo_tiny.ipynb"):
+        (folder / name).write_bytes(CORRECT)
+    report = collect(course, folder)
+    assert report.imported == [
+        ("ann", "tiny-1", Path("ann_tiny-1.ipynb")),
+        ("ben", "tiny-1", Path("ben_tiny-1-2.ipynb")),
+        ("cleo", "tiny", Path("cleo_tiny.ipynb")),
+    ]
+    assert [s.attempt for s in report.submissions] == [(0, 0), (2, 0), (0, 0)]
+    report = collect(course, folder, "tiny")
+    assert report.imported == [("cleo", "tiny", Path("cleo_tiny.ipynb"))]
+    assert report.problems == [
+        "ann_tiny-1.ipynb: is tiny-1, not tiny (--assignment); not imported",
+        "ben_tiny-1-2.ipynb: is tiny-1, not tiny (--assignment); not imported",
+    ]
+
+
+def run(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_mistakes_are_one_line_and_import_nothing(course, tmp_path, capsys):
+    lms = make_zip(tmp_path / "lms.zip", {"ann_tiny.ipynb": (CORRECT, (2024, 3, 1, 10, 0, 0))})
+    with pytest.raises(SourceError, match=r"^no assignment 'tinyy': .* does not exist \(known: tiny\)$"):
+        collect(course, lms, "tinyy")
+    status, out, err = run(capsys, "--course", str(course.root), "collect", str(lms), "--assignment", "tinyy")
+    expected = course.solutions / "tinyy" / "tinyy.ipynb"
+    assert (status, out, err) == (2, "", f"error: no assignment 'tinyy': {expected} does not exist (known: tiny)\n")
+    status, out, err = run(capsys, "--course", str(course.root), "collect", str(tmp_path / "nothing.zip"))
+    assert (status, out, err) == (2, "", f"error: {tmp_path / 'nothing.zip'}: no such file or folder\n")
+    (tmp_path / "notes.txt").write_text("hi")
+    status, out, err = run(capsys, "--course", str(course.root), "collect", str(tmp_path / "notes.txt"))
+    assert (status, out, err) == (2, "", f"error: {tmp_path / 'notes.txt'}: neither a folder nor a zip file\n")
+    status, out, err = run(capsys, "--course", str(tmp_path), "collect", str(lms))
+    assert (status, out, err) == (
+        2, "", f"error: {tmp_path / 'solutions'} holds no assignment: run from the course root or pass --course\n")
+    assert not course.submitted.exists()
+
+
+def test_a_zip_entry_that_repeats_a_name_is_listed_not_overwritten(course, tmp_path):
+    lms = tmp_path / "lms.zip"
+    with zipfile.ZipFile(lms, "w") as archive, pytest.warns(UserWarning, match="Duplicate name"):
+        archive.writestr(zipfile.ZipInfo("ann_tiny.ipynb", (2024, 3, 1, 10, 0, 0)), version(1))
+        archive.writestr(zipfile.ZipInfo("ann_tiny.ipynb", (2024, 3, 2, 10, 0, 0)), version(2))
+    report = collect(course, lms)
+    assert report.imported == [("ann", "tiny", Path("ann_tiny.ipynb"))]
+    assert report.problems == ["ann_tiny.ipynb: a second entry of this name in the archive; not imported"]
+    assert notebook(course, "ann") == version(1)
+
+
+def test_the_command_prints_problems_before_the_summary_when_piped(course, tmp_path):
+    date = (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "lms.zip", {
+        "ann_1_2_tiny.ipynb": (CORRECT, date),
+        "frank_6666_7777_tiny.py": (b"print(1)\n", date),
+    })
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # block-buffered stdout, as in a pipe
+    done = subprocess.run([sys.executable, "-m", "autograder", "--course", str(course.root), "collect", str(lms)],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        "imported ann/tiny from ann_1_2_tiny.ipynb",
+        "NOT IMPORTED: frank_6666_7777_tiny.py: not a notebook (.py); not imported",
+        "1 imported, 1 problems",
+    ]
+
+
+def test_older_attempts_and_late_marks_are_shown_but_are_no_problem(course, tmp_path, capsys):
+    date = (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "lms.zip", {
+        "ann_LATE_1_2_tiny.ipynb": (version(0), date),
+        "bob_3_4_tiny.ipynb": (version(0), date),
+        "bob_3_4_tiny-1.ipynb": (version(1), date),
+    })
+    assert cli.main(["--course", str(course.root), "collect", str(lms)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "imported ann/tiny from ann_LATE_1_2_tiny.ipynb (marked late by the LMS)",
+        "imported bob/tiny from bob_3_4_tiny-1.ipynb",
+        "older: bob_3_4_tiny.ipynb: set aside for bob/tiny, which keeps bob_3_4_tiny-1.ipynb (highest resubmission number)",
+        "2 imported, 0 problems",
+    ]
