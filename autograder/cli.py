@@ -1,8 +1,8 @@
 """The command line: ``python -m autograder COMMAND`` (also ``course-grader COMMAND``).
 
 Run from the course root (or pass ``--course``). Exit status: 0 when everything went
-well; for ``grade``, the number of submissions with problems (at most 100); 2 for usage
-or configuration errors.
+well; for ``grade``, the number of submissions with problems (earlier runs' included, at
+most 100); 2 for usage or configuration errors; 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -12,6 +12,11 @@ import sys
 from pathlib import Path
 
 from autograder.config import Course, Limits
+
+EPILOG = """Run from the course root (or pass --course). Exit status: 0 when everything went well;
+for grade, the number of submissions with problems (earlier runs' included, at most 100);
+for collect and validate, 1 when something needs attention; 2 for usage or configuration
+errors; 130 when interrupted (grade keeps what it recorded: run it again to continue)."""
 
 
 def _course(args: argparse.Namespace) -> Course:
@@ -38,10 +43,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from autograder.collect import collect
 
     report = collect(_course(args), Path(args.path), args.assignment)
-    for student, assignment, origin in report.imported:
-        print(f"imported {student}/{assignment} from {origin}")
+    for s in report.submissions:
+        print(f"imported {s.student}/{s.assignment} from {s.origin}" + (" (marked late by the LMS)" if s.late else ""))
+    for message in report.set_aside:
+        print(f"older: {message}")
+    sys.stdout.flush()  # problems (stderr) after the imports, also when both go to one pipe
     for problem in report.problems:
         print(f"NOT IMPORTED: {problem}", file=sys.stderr)
+    sys.stderr.flush()
     print(f"{len(report.imported)} imported, {len(report.problems)} problems")
     return 1 if report.problems else 0
 
@@ -53,17 +62,21 @@ def cmd_grade(args: argparse.Namespace) -> int:
         students=args.students, device=args.device, workers=args.workers, scheduler=args.scheduler,
         force=args.force, seed=args.seed, data_source=args.data_source, quick=not args.full,
     )
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     report = grade(_course(args), args.assignment, options)
-    width = max([len(r.student) for r in report.results] + [7])
+    everyone = report.results + report.unchanged
+    width = max([len(r.student) for r in everyone] + [7])
     print(f"\n{'student':<{width}}  {'score':>11}  status   problems")
-    for r in sorted(report.results, key=lambda r: r.student):
+    for r in sorted(everyone, key=lambda r: r.student):
         manual = "+" if r.needs_manual_grading else " "
-        print(f"{r.student:<{width}}  {r.score:5g}/{r.max_score:<4g}{manual}  {r.status:<8} {'; '.join(r.problems)[:120]}")
-    if report.skipped:
-        print(f"skipped {len(report.skipped)} already graded (use --force to regrade): {', '.join(report.skipped)}")
+        status = r.status if r in report.results else f"{r.status}*"
+        print(f"{r.student:<{width}}  {r.score:5g}/{r.max_score:<4g}{manual}  {status:<9} {'; '.join(r.problems)[:120]}")
     print("(+: written answers await manual grading)")
+    if report.unchanged:
+        print(f"(*: unchanged since it was graded, not run again; --force regrades: {len(report.unchanged)})")
     problems = len(report.problems)
-    print(f"{len(report.results)} graded, {problems} with problems")
+    print(f"{len(report.results)} graded now, {len(report.unchanged)} unchanged, {problems} with problems")
     return min(problems, 100)
 
 
@@ -71,6 +84,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from autograder.load import SubmissionError
     from autograder.validate import format_report, validate
 
+    if not Path(args.notebook).is_file():
+        print(f"{args.notebook}: not a notebook file", file=sys.stderr)
+        return 2
     try:
         report = validate(Path(args.notebook), {"data_source": args.data_source} if args.data_source else {})
     except SubmissionError as exc:
@@ -97,51 +113,60 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m autograder", epilog=EPILOG,
+                                description="Release, collect, grade, give feedback on and export notebook "
+                                            "assignments (sources in solutions/<assignment>/).",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--course", default=".", help="course root (default: current folder)")
     p.add_argument("--db", default="", help="gradebook URL (default: sqlite:///<course>/gradebook.db)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("release", help="student versions of one or all assignments into release/")
-    s.add_argument("assignment", nargs="?")
+    s.add_argument("assignment", nargs="?", help="name under solutions/ (default: every assignment)")
     s.set_defaults(func=cmd_release)
 
     s = sub.add_parser("collect", help="import submissions from a folder or an LMS zip")
-    s.add_argument("path")
+    s.add_argument("path", help="an LMS zip, a submitted/<student>/<assignment>/ tree, or a folder of "
+                                "<student>_<assignment>.ipynb files")
     s.add_argument("--assignment", help="only this assignment")
     s.set_defaults(func=cmd_collect)
 
     s = sub.add_parser("grade", help="execute and score submissions")
-    s.add_argument("assignment")
-    s.add_argument("--students", nargs="+")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    s.add_argument("--workers", type=int)
+    s.add_argument("assignment", help="name under solutions/")
+    s.add_argument("--students", nargs="+", help="only these students (default: everyone in submitted/)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where notebooks run (auto: the GPUs when there are any)")
+    s.add_argument("--workers", type=int, help="notebooks at once (default: one per GPU, else one per CPU core)")
     s.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786")
     s.add_argument("--timeout", type=float, help="seconds per cell (default 120)")
     s.add_argument("--notebook-timeout", type=float, help="seconds per notebook (default 900)")
     s.add_argument("--gpu-memory", type=float, help="GiB of GPU memory per submission (default 8)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--data-source", choices=["auto", "download", "offline"], default="offline")
+    s.add_argument("--seed", type=int, default=0, help="the notebooks' seed parameter (default 0)")
+    s.add_argument("--data-source", choices=["auto", "download", "offline"], default="offline",
+                   help="the notebooks' data_source parameter (default offline: no network in the sandbox)")
     s.add_argument("--full", action="store_true", help="grade with quick=False (full training runs)")
     s.add_argument("--force", action="store_true", help="regrade submissions already graded")
     s.set_defaults(func=cmd_grade)
 
     s = sub.add_parser("validate", help="run your notebook's visible tests before submitting")
-    s.add_argument("notebook")
-    s.add_argument("--data-source", choices=["auto", "download", "offline"])
+    s.add_argument("notebook", help="your .ipynb file")
+    s.add_argument("--data-source", choices=["auto", "download", "offline"],
+                   help="where datasets come from (default: the notebook's own setting)")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("feedback", help="an HTML feedback page per student")
-    s.add_argument("assignment")
+    s.add_argument("assignment", help="name under solutions/")
     s.set_defaults(func=cmd_feedback)
 
     s = sub.add_parser("export", help="CSV of grades and a report with plots")
-    s.add_argument("assignment")
+    s.add_argument("assignment", help="name under solutions/")
     s.set_defaults(func=cmd_export)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from autograder.source import SourceError
 
     args = parser().parse_args(argv)
@@ -150,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SourceError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:  # a mistyped --db, or a database that cannot be opened
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"error: the gradebook {args.db or 'gradebook.db'} cannot be used: {reason}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: results recorded so far are kept; run the command again to continue",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class ExecutionJob:
     gpu: int | None = None  # index of the GPU this job may see, None for none
     label: str = ""
     threads: int | None = None  # CPU threads for torch/BLAS, so workers do not oversubscribe
+    own_work: bool = False  # a student checking their own notebook (validate): no warning about isolation
 
 
 @dataclass
@@ -64,21 +66,41 @@ class ExecutionOutcome:
 
 
 COURSE_ROOT = Path(__file__).resolve().parents[1]  # where lib/ and autograder/ live
+_running: set[int] = set()  # root pids of the jobs this process is running now
+_running_lock = threading.Lock()
+
+
+def stop_running_jobs() -> None:
+    """Kill every job this process is running (an interrupted ``grade``): sandboxed jobs
+    have their own session, so Ctrl-C in the terminal does not reach them."""
+    with _running_lock:
+        pids = list(_running)
+    for pid in pids:
+        _kill_tree(pid, pid)
+
+
+def isolated(warn: bool = True) -> bool:
+    """Whether submissions run in namespaces as an unprivileged user; warns once when not."""
+    available = _isolation_available()
+    if not available and warn:
+        _warn_no_isolation()
+    return available
 
 
 @functools.cache
-def isolated() -> bool:
-    """Whether submissions run in namespaces as an unprivileged user; warns once when not."""
-    if os.environ.get("AUTOGRADER_NO_ISOLATION") == "1" or not sandbox.isolation_available():
-        print(
-            "WARNING: the autograder is not running as root (or this kernel refuses namespaces): "
-            "submissions run with resource limits only, WITHOUT network, filesystem or user "
-            "isolation. Grade untrusted work as root on a dedicated machine.",
-            file=sys.stderr,
-            flush=True,
-        )
-        return False
-    return True
+def _isolation_available() -> bool:
+    return os.environ.get("AUTOGRADER_NO_ISOLATION") != "1" and sandbox.isolation_available()
+
+
+@functools.cache
+def _warn_no_isolation() -> None:
+    print(
+        "WARNING: the autograder is not running as root (or this kernel refuses namespaces): "
+        "submissions run with resource limits only, WITHOUT network, filesystem or user "
+        "isolation. Grade untrusted work as root on a dedicated machine.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _limit_resources(limits: Limits, gpu: bool, cgroup: sandbox.Cgroup | None) -> None:
@@ -129,6 +151,9 @@ def _environment(workdir: Path, job: ExecutionJob) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "LANG": "C.UTF-8",
+        # The runner and the kernel import this grader's autograder/ and lib/ (the copy the
+        # sandbox keeps visible), not whichever copy the environment's install points to.
+        "PYTHONPATH": str(COURSE_ROOT),
         ENV_VAR: str(workdir / "checks"),
         "CUDA_VISIBLE_DEVICES": "" if job.gpu is None else str(job.gpu),
     }
@@ -267,7 +292,7 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
     workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
     start = time.monotonic()
     lease = cgroup = spec_file = None
-    isolate = isolated()
+    isolate = isolated(warn=not job.own_work)
     try:
         if isolate:  # the job's own files live in RAM, capped: no submission can fill the disk
             sandbox.mount_scratch(workdir, 2 * limits.max_notebook_bytes + limits.max_output_bytes + MAX_RECORD_BYTES + 2**26)
@@ -310,6 +335,8 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             stderr=subprocess.STDOUT,
             preexec_fn=lambda: _limit_resources(limits, job.gpu is not None, cgroup),
         )
+        with _running_lock:
+            _running.add(proc.pid)
         status, message = "ok", ""
         watch = gpu_memory.GpuMemoryWatch(
             limits.gpu_memory_bytes, lambda: [p.pid for p in _job_processes(proc.pid, proc.pid)],
@@ -324,6 +351,8 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             _kill_tree(proc.pid, proc.pid)
             proc.wait()
             log.close()
+            with _running_lock:
+                _running.discard(proc.pid)
         if watch is not None and watch.exceeded:
             status, message = "over_limit", watch.exceeded
         tampered: list[str] = []

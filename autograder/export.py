@@ -39,8 +39,11 @@ def final_scores(course: Course, name: str) -> list[Row]:
     ensure_tools_on_path()
     assignment = load_assignment(course, name)
     rows: list[Row] = []
+    paths = sorted(course.autograded.glob(f"*/{name}/result.json"))
+    if not paths:
+        raise ValueError(f"no graded submissions of {name!r} under {course.autograded} (run grade first)")
     with Gradebook(course.db_url, "dl-course") as gb:
-        for student_dir in sorted(course.autograded.glob(f"*/{name}/result.json")):
+        for student_dir in paths:
             result = SubmissionResult.load(student_dir)
             scores: dict[str, float | None] = {}
             for cell in assignment.graded_cells:
@@ -70,18 +73,24 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
     csv_path = course.exports / f"{name}.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["student", *ids, "total", "max_score", "status", "needs_manual_grading", "problems"])
+        # pending_points: points of questions not graded yet, so that a partial total is
+        # not read as final (total / max_score would understate the grade).
+        writer.writerow(["student", *ids, "total", "max_score", "status", "needs_manual_grading", "pending_points",
+                         "problems"])
+        points = {c.grade_id: c.points for c in assignment.graded_cells}
         for row in rows:
             cells = ["" if row.scores[i] is None else f"{row.scores[i]:g}" for i in ids]
-            pending = any(row.scores[i] is None for i in ids)
-            writer.writerow([row.student, *cells, f"{row.total:g}", f"{assignment.max_score:g}", row.status, pending, row.problems])
+            pending = sum(points[i] for i in ids if row.scores[i] is None)
+            writer.writerow([row.student, *cells, f"{row.total:g}", f"{assignment.max_score:g}", row.status,
+                             pending > 0, f"{pending:g}", row.problems])
 
     figures = []
     if rows:
         fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(ids)), 3.2))
         data = [[r.scores[i] for r in rows if r.scores[i] is not None] for i in ids]
         maxima = {c.grade_id: c.points for c in assignment.graded_cells}
-        ax.boxplot([d or [0] for d in data], tick_labels=ids, showmeans=True)
+        labels = [gid if values else f"{gid}\n(not graded)" for gid, values in zip(ids, data, strict=True)]
+        ax.boxplot([d or [float("nan")] for d in data], tick_labels=labels, showmeans=True)  # nan: no box
         for x, (gid, values) in enumerate(zip(ids, data, strict=True), start=1):
             ax.scatter([x] * len(values), values, s=12, alpha=0.6)
             ax.hlines(maxima[gid], x - 0.3, x + 0.3, colors="gray", linestyles="dotted")

@@ -22,8 +22,11 @@ def feedback(course: Course, name: str) -> list[Path]:
     ensure_tools_on_path()
     assignment = load_assignment(course, name)
     written: list[Path] = []
+    paths = sorted(course.autograded.glob(f"*/{name}/result.json"))
+    if not paths:
+        raise ValueError(f"no graded submissions of {name!r} under {course.autograded} (run grade first)")
     with Gradebook(course.db_url, "dl-course") as gb:
-        for path in sorted(course.autograded.glob(f"*/{name}/result.json")):
+        for path in paths:
             result = SubmissionResult.load(path)
             rows, total = [], 0.0
             for cell in result.cells:

@@ -28,13 +28,13 @@ from tqdm import tqdm
 
 from autograder.assemble import WrongAssignmentError, assemble
 from autograder.config import Course
-from autograder.execute import ExecutionJob, ExecutionOutcome, execute
+from autograder.execute import ExecutionJob, ExecutionOutcome, execute, stop_running_jobs
 from autograder.gradebook import GradebookWriter
 from autograder.load import SubmissionError, read_submission
 from autograder.reference import reference_for
 from autograder.release import release
 from autograder.results import SubmissionResult
-from autograder.score import score_cells
+from autograder.score import answer_errors, score_cells
 from autograder.source import Assignment, load_assignment
 
 MAX_ATTEMPTS = 3  # a submission whose runner is killed this often is recorded as failed
@@ -60,16 +60,23 @@ class GradeReport:
     """What a grading run did."""
 
     assignment: str
-    results: list[SubmissionResult] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    results: list[SubmissionResult] = field(default_factory=list)  # graded in this run
+    unchanged: list[SubmissionResult] = field(default_factory=list)  # graded before, not rerun
+
+    @property
+    def skipped(self) -> list[str]:
+        return [r.student for r in self.unchanged]
 
     @property
     def problems(self) -> list[SubmissionResult]:
-        return [r for r in self.results if r.status != "graded"]
+        """Submissions with problems, earlier runs' included: a rerun must not turn a failure green."""
+        return [r for r in self.results + self.unchanged if r.status != "graded"]
 
 
 def find_submissions(course: Course, assignment: str, students: list[str] | None) -> dict[str, Path | None]:
-    """``student -> notebook path`` from ``submitted/<student>/<assignment>/``."""
+    """``student -> notebook path`` (None: the folder holds no single notebook) from
+    ``submitted/<student>/<assignment>/``. A name in ``students`` without such a folder is
+    an error: grading it would put a student who does not exist in the gradebook."""
     found: dict[str, Path | None] = {}
     root = course.submitted
     for student_dir in sorted(root.iterdir()) if root.is_dir() else []:
@@ -80,8 +87,11 @@ def find_submissions(course: Course, assignment: str, students: list[str] | None
         notebooks = sorted(folder.glob("*.ipynb"))
         found[student_dir.name] = preferred if preferred.exists() else (notebooks[0] if len(notebooks) == 1 else None)
     missing = sorted(set(students or []) - set(found))
-    for student in missing:
-        found[student] = None
+    if missing:
+        raise ValueError(f"no submission of {assignment!r} for {', '.join(missing)} "
+                         f"(expected {root}/<student>/{assignment}/; check the names, or run collect first)")
+    if not found:
+        raise ValueError(f"no submissions of {assignment!r} under {root}/<student>/{assignment}/ (run collect first)")
     return found
 
 
@@ -170,6 +180,9 @@ def _reference_runner(options: GradeOptions, gpus: int, use_cuda: bool) -> Calla
         workers = DaskWorkers(options.scheduler, use_cuda) if options.scheduler else LocalWorkers(1, gpus)
         try:
             return workers.submit(job).result()
+        except KeyboardInterrupt:
+            stop_running_jobs()
+            raise
         finally:
             workers.close()
 
@@ -205,6 +218,7 @@ def _finish(assignment: Assignment, reference, result: SubmissionResult, outcome
     if outcome is None:
         return
     result.seconds, result.host = outcome.seconds, outcome.host
+    result.notes += answer_errors(outcome.notebook)
     if outcome.status != "ok":
         # Tampering is flagged, but the answers still earn what their records show.
         result.status = "problem" if outcome.notebook or outcome.status == "tampered" else "failed"
@@ -224,17 +238,18 @@ def grade(
     parameters = {"device": "cuda" if use_cuda else "cpu", "seed": options.seed,
                   "data_source": options.data_source, "quick": options.quick}
     report = GradeReport(name)
+    submissions = find_submissions(course, name, options.students)
     with GradebookWriter(course) as gradebook:
         if not gradebook.has_assignment(assignment):
             release(course, name)  # registers the assignment's cells in the gradebook
         reference = reference_for(course, assignment, parameters, run=_reference_runner(options, gpus, use_cuda))
         pending: list[tuple[SubmissionResult, str]] = []
-        for student, path in find_submissions(course, name, options.students).items():
+        for student, path in submissions.items():
             out_dir = course.autograded / student / name
             if not options.force and path is not None and (out_dir / "result.json").is_file():
                 previous = SubmissionResult.load(out_dir / "result.json")
                 if previous.submission_sha256 == _sha256(path) and previous.reference == reference.key:
-                    report.skipped.append(student)
+                    report.unchanged.append(previous)
                     continue
             result, notebook = _prepare(assignment, student, path, course)
             if notebook is None:
@@ -255,6 +270,9 @@ def grade(
                 _finish(assignment, reference, result, outcome)
                 _record(course, gradebook, assignment, result, outcome, report, on_result)
                 bar.update(1)
+        except KeyboardInterrupt:
+            stop_running_jobs()  # else closing the workers waits for every running notebook
+            raise
         finally:
             bar.close()
             workers.close()

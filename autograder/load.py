@@ -22,6 +22,8 @@ def read_submission(path: Path, limits: Limits) -> tuple[nbformat.NotebookNode, 
         size = path.stat().st_size
     except OSError as exc:
         raise SubmissionError(f"the file cannot be read: {exc.strerror}") from exc
+    if path.is_dir():
+        raise SubmissionError("it is a folder, not a notebook file")
     if size == 0:
         raise SubmissionError("the file is empty")
     if size > limits.max_notebook_bytes:
@@ -29,7 +31,10 @@ def read_submission(path: Path, limits: Limits) -> tuple[nbformat.NotebookNode, 
             f"the file is {size / 2**20:.0f} MiB, over the {limits.max_notebook_bytes / 2**20:.0f} MiB "
             "limit for a notebook (clear large outputs before submitting); it was not read"
         )
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SubmissionError(f"the file cannot be read: {exc.strerror}") from exc
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

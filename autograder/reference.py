@@ -39,7 +39,7 @@ def reference_key(assignment: Assignment, parameters: dict[str, Any]) -> str:
 def attribute(assignment: Assignment, outcome: ExecutionOutcome) -> dict[str, list[dict[str, Any]]]:
     """Give each record to the test cell during which it was written."""
     if outcome.status != "ok" or outcome.notebook is None:
-        raise SourceError(f"the solution of {assignment.name!r} did not run cleanly: {outcome.status} {outcome.message}")
+        raise SourceError(f"the solution of {assignment.name!r} did not run cleanly ({outcome.status}): {outcome.message}")
     nb = read_executed(outcome.notebook)
     by_cell: dict[str, list[dict[str, Any]]] = {}
     start = 0

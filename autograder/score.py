@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from autograder.cells import grade_id, read_executed
+from autograder.cells import grade_id, is_answer, read_executed
 from autograder.execute import ExecutionOutcome
 from autograder.records import compare
 from autograder.reference import Reference
@@ -23,6 +23,29 @@ def cell_errors(notebook: str | None) -> dict[str, str]:
             if out.get("output_type") == "error":
                 errors[gid] = f"{out.get('ename', 'Error')}: {str(out.get('evalue', ''))[:500]}"
     return errors
+
+
+def answer_errors(notebook: str | None) -> list[str]:
+    """What the student's own answer cells raised, one sentence each, for their feedback.
+
+    The error of an answer cell otherwise shows only as a ``NameError`` in the tests that
+    use what it failed to define.
+    """
+    if notebook is None:
+        return []
+    found = []
+    for cell in read_executed(notebook).cells:
+        if cell.cell_type != "code" or not is_answer(cell):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "error":
+                continue
+            name, value = str(out.get("ename", "Error")), str(out.get("evalue", ""))[:500]
+            if name == "NotImplementedError":
+                found.append(f"answer cell {grade_id(cell)!r} is not written yet (it raises NotImplementedError)")
+            else:
+                found.append(f"answer cell {grade_id(cell)!r} raised {name}: {value}".rstrip(": "))
+    return found
 
 
 def cell_ranges(notebook: str | None) -> dict[str, range]:

@@ -58,8 +58,10 @@ def load_assignment(course: Course, name: str) -> Assignment:
     """Read and validate the source notebook of ``name``."""
     path = course.solutions / name / f"{name}.ipynb"
     if not path.is_file():
-        known = ", ".join(list_assignments(course)) or "none"
-        raise SourceError(f"no assignment {name!r}: {path} does not exist (known: {known})")
+        known = ", ".join(list_assignments(course))
+        hint = f"known: {known}" if known else (
+            f"{course.solutions} holds no assignment: run from the course root or pass --course")
+        raise SourceError(f"no assignment {name!r}: {path} does not exist ({hint})")
     nb = nbformat.read(path, as_version=4)
     seen: set[str] = set()
     graded: list[GradedCell] = []

@@ -23,11 +23,12 @@ class ValidationReport:
     passed: list[tuple[str, float]] = field(default_factory=list)
     failed: list[tuple[str, float, str]] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
+    answer_errors: list[tuple[str, str]] = field(default_factory=list)  # (grade id, "Type: message")
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.unanswered or self.problems)
+        return not (self.failed or self.unanswered or self.answer_errors or self.problems)
 
 
 def validate(path: Path, parameters: dict | None = None, limits: Limits | None = None) -> ValidationReport:
@@ -35,7 +36,7 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
     report = ValidationReport()
     nb, notes = read_submission(path, limits)
     report.problems += notes
-    outcome = execute(ExecutionJob(nbformat.writes(nb), parameters or {}, limits, label="validate"))
+    outcome = execute(ExecutionJob(nbformat.writes(nb), parameters or {}, limits, label="validate", own_work=True))
     if outcome.status != "ok":
         report.problems.append(outcome.message)
     if outcome.notebook is None:
@@ -45,11 +46,17 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
         if cell.cell_type != "code" or gid is None:
             continue
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-        if is_answer(cell) and any(o.get("ename") == "NotImplementedError" for o in errors):
-            report.unanswered.append(gid)
+        if is_answer(cell) and errors:
+            if errors[0].get("ename") == "NotImplementedError":
+                report.unanswered.append(gid)
+            else:
+                report.answer_errors.append((gid, f"{errors[0].get('ename')}: {errors[0].get('evalue')}"))
         elif is_autograded_test(cell):
             if errors:
-                report.failed.append((gid, points(cell), f"{errors[0].get('ename')}: {errors[0].get('evalue')}"))
+                why = f"{errors[0].get('ename')}: {errors[0].get('evalue')}".rstrip(": ")
+                if errors[0].get("ename") == "NotImplementedError":
+                    why += " (an answer this test uses is not written yet)"
+                report.failed.append((gid, points(cell), why))
             elif cell.get("execution_count") is None:
                 report.failed.append((gid, points(cell), "did not run"))
             else:
@@ -65,6 +72,8 @@ def format_report(report: ValidationReport) -> str:
         lines.append(f"  FAIL  {gid} ({pts:g} pt): {why}")
     for gid in report.unanswered:
         lines.append(f"  TODO  answer {gid!r} still raises NotImplementedError")
+    for gid, why in report.answer_errors:
+        lines.append(f"  ERROR answer {gid!r} raised {why}")
     for problem in report.problems:
         lines.append(f"  NOTE  {problem}")
     verdict = "all visible tests pass" if report.ok else "not ready"

@@ -1,6 +1,10 @@
 """End to end: every fixture submission graded in one run, with exact expected scores."""
 
 import csv
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -67,6 +71,7 @@ def test_status_and_reasons_are_recorded(graded):
     assert "kernel died" in results["kills-kernel"].problems[0]
     assert "missing" in results["missing-answer"].problems[0]
     assert any("nbformat 3" in n for n in results["old-nbformat"].notes)
+    assert "answer cell 'mean' raised SystemExit: bye" in results["sys-exit"].notes  # not only the tests' NameError
     looping = {c.grade_id: c for c in results["looping"].cells}
     assert "timed out" in looping["test_double"].error.lower() or "interrupt" in looping["test_double"].error.lower() or looping["test_double"].error
     assert all(c.score is None for c in results["correct"].cells if c.kind == "manual")
@@ -81,6 +86,7 @@ def test_export_and_feedback(graded):
     by_student = {r["student"]: r for r in rows}
     assert by_student["partly-wrong"]["test_mean"] == "1.5" and by_student["partly-wrong"]["total"] == "3.5"
     assert by_student["correct"]["q_mean"] == "" and by_student["correct"]["needs_manual_grading"] == "True"
+    assert by_student["correct"]["pending_points"] == "1" and by_student["correct"]["max_score"] == "6"
     report = (course.exports / "tiny-report.html").read_text()
     assert report.count("data:image/png;base64,") == 2
     assert cli.main(["--course", str(course.root), "feedback", "tiny"]) == 0
@@ -88,6 +94,16 @@ def test_export_and_feedback(graded):
     assert "3.5 / 6" in page and "values differ" in page
     hidden = open(course.solutions / "tiny" / "tiny.ipynb").read()
     assert "torch.randn(7, 4" in hidden and "torch.randn(7, 4" not in page  # hidden test code never shown
+
+
+def test_a_rerun_still_reports_earlier_problems(graded, capsys):
+    course, status = graded
+    capsys.readouterr()
+    again = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "8"])
+    out = capsys.readouterr().out
+    assert again == status  # a second run does not turn a failed run green
+    assert f"0 graded now, {len(EXPECTED)} unchanged, {status} with problems" in out
+    assert "failed*" in out and "partly-wrong" in out
 
 
 def test_resume_after_interruption(tmp_path):
@@ -110,6 +126,48 @@ def test_resume_after_interruption(tmp_path):
     assert sorted(again.skipped) == ["a", "b", "c"] and not again.results
     forced = grade(course, "tiny", GradeOptions(workers=2, progress=False, force=True))
     assert sorted(r.student for r in forced.results) == ["a", "b", "c"]
+
+
+def test_a_second_checkout_grades_with_its_own_code(tmp_path):
+    """The environment's install of the course points at this checkout; a grader started
+    from another copy must run that copy's autograder and lib (the sandbox hides this one)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    checkout = tmp_path / "checkout"
+    for package in ("autograder", "lib"):
+        shutil.copytree(root / package, checkout / package, ignore=shutil.ignore_patterns("__pycache__"))
+    course = make_course(tmp_path / "course")
+    submit(course, "a", "correct")
+    done = subprocess.run([sys.executable, "-m", "autograder", "--course", str(course.root), "grade", "tiny",
+                           "--workers", "1"], cwd=checkout, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with GradebookWriter(course) as gb:
+        assert gb.scores("tiny") == {"a": 5.0}
+
+
+def test_ctrl_c_stops_running_notebooks_at_once(tmp_path):
+    import psutil
+
+    course = make_course(tmp_path / "course", cell_timeout=120)
+    submit(course, "a", "looping")  # would hold its worker for the 120 s cell timeout
+    grader = subprocess.Popen([sys.executable, "-m", "autograder", "--course", str(course.root), "grade", "tiny",
+                               "--workers", "1", "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.monotonic() + 120
+    while not list(course.cache.glob("*")) and time.monotonic() < deadline:  # the reference run is done
+        time.sleep(0.2)
+    time.sleep(3)  # the submission is running now
+    jobs = [p for p in psutil.Process(grader.pid).children(recursive=True)]
+    assert jobs, "no job was running"
+    grader.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    _, err = grader.communicate(timeout=60)
+    assert time.monotonic() - start < 15
+    assert grader.returncode == 130 and "interrupted: results recorded so far are kept" in err
+    assert "Traceback" not in err
+    assert not [p for p in jobs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_dask_cluster_gives_the_same_gradebook_as_serial(tmp_path):

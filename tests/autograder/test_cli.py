@@ -1,0 +1,107 @@
+"""What an instructor or student sees for their mistakes: one clear line, no traceback."""
+
+import argparse
+
+import nbformat
+import pytest
+
+from autograder import cli
+from autograder.config import Limits
+from autograder.grade import find_submissions
+from autograder.load import SubmissionError, read_submission
+from autograder.score import answer_errors
+from autograder.validate import ValidationReport, format_report
+from tests.autograder.conftest import submit
+
+
+def run(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return status, out, err
+
+
+def test_a_mistyped_student_is_an_error_not_a_new_student(course, capsys):
+    submit(course, "alice", "correct")
+    with pytest.raises(ValueError, match="no submission of 'tiny' for ghost"):
+        find_submissions(course, "tiny", ["ghost", "alice"])
+    status, _, err = run(capsys, "--course", str(course.root), "grade", "tiny", "--students", "ghost")
+    assert status == 2 and "for ghost" in err
+    assert not course.autograded.exists() and not (course.root / "gradebook.db").exists()  # nothing recorded
+
+
+def test_nothing_to_grade_feedback_or_export_says_so(course, capsys):
+    for command in ("grade", "feedback", "export"):
+        status, _, err = run(capsys, "--course", str(course.root), command, "tiny")
+        assert status == 2, command
+        assert ("run collect first" if command == "grade" else "run grade first") in err
+
+
+def test_an_unknown_assignment_outside_a_course_points_at_the_course_root(tmp_path, capsys):
+    status, _, err = run(capsys, "--course", str(tmp_path), "grade", "softmax")
+    assert status == 2 and "run from the course root or pass --course" in err
+
+
+def test_an_unusable_gradebook_is_one_line(course, capsys):
+    submit(course, "alice", "correct")
+    status, _, err = run(capsys, "--course", str(course.root), "--db", "foo", "grade", "tiny")
+    assert status == 2 and err.startswith("error: the gradebook foo cannot be used:")
+    status, _, err = run(capsys, "--course", str(course.root), "--db", "sqlite:////nonexistent/dir/gb.db",
+                         "grade", "tiny", "--workers", "1")
+    assert status == 2 and "unable to open database file" in err
+
+
+def test_workers_must_be_positive(course, capsys):
+    submit(course, "alice", "correct")
+    status, _, err = run(capsys, "--course", str(course.root), "grade", "tiny", "--workers", "0")
+    assert status == 2 and "--workers must be at least 1" in err
+
+
+def test_validate_refuses_a_folder(tmp_path, capsys):
+    status, _, err = run(capsys, "validate", str(tmp_path))
+    assert status == 2 and "not a notebook file" in err
+    folder = tmp_path / "looks.ipynb"
+    folder.mkdir()
+    with pytest.raises(SubmissionError, match="a folder, not a notebook file"):
+        read_submission(folder, Limits())
+
+
+def executed(*cells):
+    nb = nbformat.v4.new_notebook()
+    for gid, solution, error in cells:
+        cell = nbformat.v4.new_code_cell("...", metadata={"nbgrader": {"grade_id": gid, "solution": solution}})
+        if error:
+            cell.outputs = [nbformat.v4.new_output("error", ename=error[0], evalue=error[1], traceback=[])]
+        nb.cells.append(cell)
+    return nbformat.writes(nb)
+
+
+def test_answer_cell_errors_are_reported_by_name():
+    notebook = executed(("mean", True, ("RuntimeError", "I was debugging here")), ("double", True, None),
+                        ("stub", True, ("NotImplementedError", "")), ("test_mean", False, ("NameError", "mean")))
+    assert answer_errors(notebook) == [
+        "answer cell 'mean' raised RuntimeError: I was debugging here",
+        "answer cell 'stub' is not written yet (it raises NotImplementedError)",
+    ]  # a test cell's error is the test's business, not listed here
+    assert answer_errors(None) == []
+
+
+def test_validate_report_names_broken_answers_and_unwritten_ones():
+    report = ValidationReport(passed=[("test_double", 1.0)],
+                              failed=[("test_mean", 2.0, "NotImplementedError (an answer this test uses is not written yet)")],
+                              answer_errors=[("mean", "RuntimeError: I was debugging here")])
+    text = format_report(report)
+    assert "  ERROR answer 'mean' raised RuntimeError: I was debugging here" in text
+    assert text.endswith("1 passed, 1 failed (not ready). Hidden tests run only when your instructor grades.")
+    assert not report.ok and ValidationReport(passed=[("t", 1.0)]).ok
+
+
+def test_help_explains_every_argument(capsys):
+    parser = cli.parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help, f"{name} {action.dest} has no help text"
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "130 when interrupted" in capsys.readouterr().out
