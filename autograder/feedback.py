@@ -21,6 +21,7 @@ def feedback(course: Course, name: str) -> list[Path]:
     """Write ``feedback/<student>/<name>/feedback.html`` for every graded student."""
     ensure_tools_on_path()
     assignment = load_assignment(course, name)
+    sections = {c.grade_id: c.section for c in assignment.graded_cells}
     written: list[Path] = []
     paths = sorted(course.autograded.glob(f"*/{name}/result.json"))
     if not paths:
@@ -39,13 +40,21 @@ def feedback(course: Course, name: str) -> list[Path]:
                 total += score or 0.0
                 status = "open" if score is None else ("pass" if score >= cell.points else "fail")
                 shown = "awaiting grading" if score is None else f"{score:g} / {cell.points:g}"
-                details = [f"<li>{html.escape(k.name)}: {html.escape(k.message)}</li>" for k in cell.checks if not k.passed]
+                failed = [k for k in cell.checks if not k.passed]
+                unrecorded = [k for k in failed if k.message.startswith("not recorded")]
+                if cell.error and unrecorded == failed and len(failed) > 1:  # one line, not one per check
+                    details = [f"<li>none of its {len(failed)} checks was reached</li>"]
+                else:
+                    details = [f"<li>{html.escape(k.name)}: {html.escape(k.message)}</li>" for k in failed]
                 if cell.error:
                     details.insert(0, f"<li>the cell raised <code>{html.escape(cell.error)}</code></li>")
                 if comment:
                     details.append(f"<li>instructor: {html.escape(comment)}</li>")
+                section = sections.get(cell.grade_id, "")
+                label = (f"{html.escape(section)}<br><small>{html.escape(cell.grade_id)}</small>" if section
+                         else html.escape(cell.grade_id))
                 rows.append(
-                    f"<tr><td>{html.escape(cell.grade_id)}</td><td class={status}>{shown}</td>"
+                    f"<tr><td>{label}</td><td class={status}>{shown}</td>"
                     f"<td><ul>{''.join(details)}</ul></td></tr>"
                 )
             problems = "".join(f"<li>{html.escape(p)}</li>" for p in result.problems + result.notes)

@@ -26,6 +26,7 @@ class GradedCell:
     grade_id: str
     kind: str
     points: float
+    section: str = ""  # the heading above it in the source ("Part 1: the softmax (3 points)")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,11 @@ def load_assignment(course: Course, name: str) -> Assignment:
     seen: set[str] = set()
     graded: list[GradedCell] = []
     answers: list[str] = []
+    section = ""
     for index, cell in enumerate(nb.cells):
+        heading = cell.source.lstrip().splitlines()[0] if cell.cell_type == "markdown" and cell.source.strip() else ""
+        if heading.startswith("##"):  # a part of the assignment; "# ..." is the notebook's title
+            section = heading.lstrip("#").strip()
         gid = grade_id(cell)
         if gid is None:
             continue
@@ -81,9 +86,9 @@ def load_assignment(course: Course, name: str) -> Assignment:
                     f"{path}: test cell {gid!r} records no check(...): the grader could not "
                     "verify it outside the student's kernel"
                 )
-            graded.append(GradedCell(gid, "auto", points(cell)))
+            graded.append(GradedCell(gid, "auto", points(cell), section))
         elif is_manual(cell):
-            graded.append(GradedCell(gid, "manual", points(cell)))
+            graded.append(GradedCell(gid, "manual", points(cell), section))
     if not any(c.kind == "auto" for c in graded):
         raise SourceError(f"{path}: no autograded test cells")
     return Assignment(name, path, nb, tuple(graded), tuple(answers))
