@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -242,7 +243,10 @@ def grade(
     with GradebookWriter(course) as gradebook:
         if not gradebook.has_assignment(assignment):
             release(course, name)  # registers the assignment's cells in the gradebook
-        reference = reference_for(course, assignment, parameters, run=_reference_runner(options, gpus, use_cuda))
+        announce = (lambda: print(f"running the solution of {name!r} once, for reference (kept for later runs)",
+                                  file=sys.stderr, flush=True)) if options.progress else None
+        reference = reference_for(course, assignment, parameters, run=_reference_runner(options, gpus, use_cuda),
+                                  on_run=announce)
         pending: list[tuple[SubmissionResult, str]] = []
         for student, path in submissions.items():
             out_dir = course.autograded / student / name
@@ -269,6 +273,7 @@ def grade(
             for result, outcome in _run(pending, parameters, course, workers, threads):
                 _finish(assignment, reference, result, outcome)
                 _record(course, gradebook, assignment, result, outcome, report, on_result)
+                bar.set_postfix_str(f"last: {result.student}", refresh=False)
                 bar.update(1)
         except KeyboardInterrupt:
             stop_running_jobs()  # else closing the workers waits for every running notebook

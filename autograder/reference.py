@@ -72,13 +72,17 @@ def reference_for(
     assignment: Assignment,
     parameters: dict[str, Any],
     run: Callable[[ExecutionJob], ExecutionOutcome] = execute,
+    on_run: Callable[[], None] | None = None,
 ) -> Reference:
-    """The cached reference for these parameters, computing it when missing or stale."""
+    """The cached reference for these parameters, computing it when missing or stale
+    (``on_run`` is called first then: the run takes as long as a submission's)."""
     key = reference_key(assignment, parameters)
     path = course.cache / assignment.name / f"{key}.pickle"
     if path.is_file():
         with open(path, "rb") as f:
             return pickle.load(f)  # written by the grader itself below, never by students
+    if on_run is not None:
+        on_run()
     outcome = run(ExecutionJob(nbformat.writes(assignment.notebook), parameters, course.limits, label="reference"))
     reference = Reference(assignment.name, key, attribute(assignment, outcome))
     path.parent.mkdir(parents=True, exist_ok=True)

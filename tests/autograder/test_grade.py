@@ -143,6 +143,7 @@ def test_a_second_checkout_grades_with_its_own_code(tmp_path):
     done = subprocess.run([sys.executable, "-m", "autograder", "--course", str(course.root), "grade", "tiny",
                            "--workers", "1"], cwd=checkout, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "running the solution of 'tiny' once, for reference" in done.stderr  # the wait is explained
     with GradebookWriter(course) as gb:
         assert gb.scores("tiny") == {"a": 5.0}
 
