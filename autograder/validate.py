@@ -24,11 +24,12 @@ class ValidationReport:
     failed: list[tuple[str, float, str]] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
     answer_errors: list[tuple[str, str]] = field(default_factory=list)  # (grade id, "Type: message")
+    missing_tests: list[str] = field(default_factory=list)  # released with the notebook, deleted since
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.unanswered or self.answer_errors or self.problems)
+        return not (self.failed or self.unanswered or self.answer_errors or self.missing_tests or self.problems)
 
 
 def validate(path: Path, parameters: dict | None = None, limits: Limits | None = None) -> ValidationReport:
@@ -39,6 +40,10 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
     outcome = execute(ExecutionJob(nbformat.writes(nb), parameters or {}, limits, label="validate", own_work=True))
     if outcome.status != "ok":
         report.problems.append(outcome.message)
+    released = nb.metadata.get("autograder", {})
+    expected = released.get("tests", []) if isinstance(released, dict) else []
+    present = {grade_id(cell) for cell in nb.cells}
+    report.missing_tests = [str(t) for t in expected if t not in present]
     if outcome.notebook is None:
         return report
     for cell in read_executed(outcome.notebook).cells:
@@ -74,6 +79,8 @@ def format_report(report: ValidationReport) -> str:
         lines.append(f"  TODO  answer {gid!r} still raises NotImplementedError")
     for gid, why in report.answer_errors:
         lines.append(f"  ERROR answer {gid!r} raised {why}")
+    for gid in report.missing_tests:
+        lines.append(f"  GONE  test {gid!r} was deleted from your notebook: grading restores and runs it")
     for problem in report.problems:
         lines.append(f"  NOTE  {problem}")
     verdict = "all visible tests pass" if report.ok else "not ready"

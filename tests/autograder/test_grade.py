@@ -128,6 +128,31 @@ def test_resume_after_interruption(tmp_path):
     assert sorted(r.student for r in forced.results) == ["a", "b", "c"]
 
 
+def test_validate_names_broken_answers_and_deleted_tests(course, tmp_path):
+    import nbformat
+
+    from autograder.release import release
+    from autograder.validate import validate
+
+    released = nbformat.read(release(course, "tiny"), as_version=4)
+    assert released.metadata["autograder"] == {"assignment": "tiny", "tests": ["test_double", "test_mean"]}
+    answers = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source
+               for c in nbformat.read(SUBMISSIONS / "correct.ipynb", as_version=4).cells}
+    for cell in released.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and gid in answers:
+            cell.source = answers[gid]
+        if gid == "mean":
+            cell.source = "raise RuntimeError('I was debugging here')\n" + cell.source
+    released.cells = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_mean"]
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(released, path)
+    report = validate(path)
+    assert report.passed == [("test_double", 2.0)] and report.failed == []
+    assert report.answer_errors == [("mean", "RuntimeError: I was debugging here")]
+    assert report.missing_tests == ["test_mean"] and not report.ok
+
+
 def test_a_second_checkout_grades_with_its_own_code(tmp_path):
     """The environment's install of the course points at this checkout; a grader started
     from another copy must run that copy's autograder and lib (the sandbox hides this one)."""

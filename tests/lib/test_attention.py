@@ -130,7 +130,7 @@ def test_explicit_kernel_gradients_match_fused_kernel(causal, per_query, monkeyp
     monkeypatch.setattr(lib.attention, "_EXPLICIT_MAX_KEYS", 0)
     fused = _attention_grads(Q, K, V, lens, causal)
     textbook = _attention_grads(Q, K, V, lens, causal, need_weights=True)
-    for ours, theirs, other in zip(explicit, fused, textbook):
+    for ours, theirs, other in zip(explicit, fused, textbook, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(ours, other, rtol=1e-5, atol=1e-5)
 
@@ -182,7 +182,7 @@ def test_explicit_kernel_attention_dropout_uses_one_mask_both_ways(monkeypatch):
     expected = (weights * keep_mask(weights.shape, 0.3)) @ V
     expected.sum().backward()
     torch.testing.assert_close(out, expected)
-    for ours, theirs in zip(grads, (Q.grad, K.grad, V.grad)):
+    for ours, theirs in zip(grads, (Q.grad, K.grad, V.grad), strict=True):
         torch.testing.assert_close(ours, theirs)
 
 
