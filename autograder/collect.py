@@ -5,7 +5,8 @@ Accepts the layouts instructors really get, as a folder or a zip:
 - nbgrader's ``<student>/<assignment>/*.ipynb`` (its ``timestamp.txt`` is kept);
 - a flat folder of ``<student>_<assignment>.ipynb``;
 - Canvas: ``doejane_1234_5678_softmax.ipynb``, ``doejane_LATE_1234_5678_softmax-1.ipynb``
-  (student: the name before the first ``_``; ``_LATE_``: Canvas marked it late);
+  (student: the name before the first ``_``; ``_LATE_``: Canvas marked it late; the first
+  number is Canvas's user id, kept in ``lms_id.txt`` for the export);
 - Moodle: ``Jane Doe_12345_assignsubmission_file_/softmax.ipynb`` (or the same name
   without the ``/``). The student id is Moodle's participant number, ``12345``: the
   identifier its grading worksheet matches when grades are uploaded back. Moodle numbers
@@ -55,6 +56,7 @@ class Submission:
     submitted: datetime  # UTC
     attempt: tuple[int, int] = (0, 0)  # resubmission numbers in the name: "-N", then " (N)"
     late: bool = False  # the LMS marked it late (Canvas's "_LATE_")
+    lms_id: str = ""  # the LMS's own id of the student (Canvas user id, Moodle participant)
 
 
 @dataclass
@@ -96,8 +98,8 @@ def _named(stem: str, known: list[str]) -> tuple[str, str, tuple[int, int]] | st
     return hits[best[0]]
 
 
-def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, tuple[int, int], bool] | str:
-    """``(student, assignment, attempt, late)`` of an input notebook, or why it cannot be imported."""
+def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, tuple[int, int], bool, str] | str:
+    """``(student, assignment, attempt, late, lms_id)`` of an input notebook, or why it cannot be imported."""
     moodle = next((m for part in reversed(rel.parts) if (m := MOODLE.match(part))), None)
     if moodle:
         stem = Path(moodle["rest"]).stem if moodle.string == rel.name else rel.stem  # flat, or in a folder
@@ -108,12 +110,12 @@ def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, 
             if not only:
                 return f"{named} (a Moodle download holds one assignment: pass --assignment)"
             named = ("", only, _trailing_attempt(stem))  # students name their files freely
-        return moodle["id"], named[1], named[2], False
+        return moodle["id"], named[1], named[2], False, moodle["id"]
     if len(rel.parts) >= 3 and rel.parts[-2] in known:  # nbgrader layout
         student, assignment = rel.parts[-3], rel.parts[-2]
         if not STUDENT_ID.match(student):
             return "has a folder name that is not a student id"
-        return student, assignment, _trailing_attempt(rel.stem), False
+        return student, assignment, _trailing_attempt(rel.stem), False, ""
     named = _named(rel.stem, known)
     if isinstance(named, str):
         return named
@@ -121,7 +123,8 @@ def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, 
     parts = prefix.split("_")
     if not parts[0] or not STUDENT_ID.match(parts[0]):
         return "does not start with a student id"
-    return parts[0], assignment, attempt, "LATE" in parts[1:]
+    lms_id = next((p for p in parts[1:] if p.isdigit()), "")  # Canvas: name_[LATE_]userid_fileid
+    return parts[0], assignment, attempt, "LATE" in parts[1:], lms_id
 
 
 def _unzip(archive_path: Path, into: Path, report: CollectReport) -> None:
@@ -226,14 +229,14 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
             if isinstance(found, str):
                 report.problems.append(f"{rel}: {found}; not imported")
                 continue
-            student, assignment, attempt, late = found
+            student, assignment, attempt, late, lms_id = found
             if only and assignment != only:
                 report.problems.append(f"{rel}: is {assignment}, not {only} (--assignment); not imported")
                 continue
             nbgrader = len(rel.parts) >= 3 and rel.parts[-2] == assignment and rel.parts[-3] == student
             stamp = (_nbgrader_time(path.parent) if nbgrader else None) or datetime.fromtimestamp(
                 path.stat().st_mtime, tz=timezone.utc)
-            submission = Submission(student, assignment, rel, stamp, attempt, late)
+            submission = Submission(student, assignment, rel, stamp, attempt, late, lms_id)
             groups.setdefault((student, assignment), []).append((submission, path))
         for (student, assignment), group in sorted(groups.items()):
             chosen, message = _choose(group) if len(group) > 1 else (group[0], "")
@@ -251,5 +254,10 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
             seconds = submission.submitted.timestamp()
             os.utime(target, (seconds, seconds))
             (target_dir / "timestamp.txt").write_text(submission.submitted.strftime(TIMESTAMP_FORMAT))
+            lms_file = target_dir / "lms_id.txt"
+            if submission.lms_id:
+                lms_file.write_text(submission.lms_id)
+            else:
+                lms_file.unlink(missing_ok=True)  # not an LMS download this time: no stale id
             report.submissions.append(submission)
     return report

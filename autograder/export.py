@@ -27,6 +27,7 @@ from autograder.source import load_assignment  # noqa: E402
 @dataclass
 class Row:
     student: str
+    lms_id: str  # the LMS's id of the student, where collect found one (Canvas, Moodle)
     scores: dict[str, float | None]  # grade_id -> final score (None: not graded yet)
     total: float
     status: str
@@ -53,7 +54,10 @@ def final_scores(course: Course, name: str) -> list[Row]:
                 except MissingEntry:
                     scores[cell.grade_id] = None
             total = sum(v or 0.0 for v in scores.values())
-            rows.append(Row(result.student, scores, total, result.status, result.seconds, " | ".join(result.problems)))
+            lms_file = course.submitted / result.student / name / "lms_id.txt"
+            lms_id = lms_file.read_text().strip() if lms_file.is_file() else ""
+            rows.append(Row(result.student, lms_id, scores, total, result.status, result.seconds,
+                            " | ".join(result.problems)))
     return rows
 
 
@@ -75,13 +79,13 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
         writer = csv.writer(f)
         # pending_points: points of questions not graded yet, so that a partial total is
         # not read as final (total / max_score would understate the grade).
-        writer.writerow(["student", *ids, "total", "max_score", "status", "needs_manual_grading", "pending_points",
-                         "problems"])
+        writer.writerow(["student", "lms_id", *ids, "total", "max_score", "status", "needs_manual_grading",
+                         "pending_points", "problems"])
         points = {c.grade_id: c.points for c in assignment.graded_cells}
         for row in rows:
             cells = ["" if row.scores[i] is None else f"{row.scores[i]:g}" for i in ids]
             pending = sum(points[i] for i in ids if row.scores[i] is None)
-            writer.writerow([row.student, *cells, f"{row.total:g}", f"{assignment.max_score:g}", row.status,
+            writer.writerow([row.student, row.lms_id, *cells, f"{row.total:g}", f"{assignment.max_score:g}", row.status,
                              pending > 0, f"{pending:g}", row.problems])
 
     figures = []

@@ -189,6 +189,14 @@ def test_canvas_late_marker_is_kept(course, tmp_path):
     })
     report = collect(course, lms)
     assert [(s.student, s.late) for s in report.submissions] == [("amy", True), ("bob", False)]
+    # Canvas's user id (the first number) is what its gradebook import matches: kept for export.
+    assert [s.lms_id for s in report.submissions] == ["5", "7"]
+    assert (course.submitted / "amy" / "tiny" / "lms_id.txt").read_text() == "5"
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "amy_tiny.ipynb").write_bytes(CORRECT)
+    collect(course, flat)  # a resubmission from outside the LMS: the old id does not stay behind
+    assert not (course.submitted / "amy" / "tiny" / "lms_id.txt").exists()
 
 
 def test_every_file_is_imported_or_listed_but_system_files_are_skipped_quietly(course, tmp_path):
@@ -236,6 +244,7 @@ def test_moodle_downloads_name_students_by_participant_number(course, tmp_path):
     ]
     report = collect(course, lms, "tiny")
     assert [s for s, _, _ in report.imported] == ["12345", "12346", "12347"]
+    assert [s.lms_id for s in report.submissions] == ["12345", "12346", "12347"]
     assert notebook(course, "12347") == version(3)
 
 
