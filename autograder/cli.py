@@ -65,12 +65,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     report = grade(_course(args), args.assignment, options)
-    everyone = report.results + report.unchanged
-    width = max([len(r.student) for r in everyone] + [7])
+    everyone = [(r, "") for r in report.results] + [(r, "*") for r in report.unchanged]
+    width = max([len(r.student) for r, _ in everyone] + [7])
     print(f"\n{'student':<{width}}  {'score':>11}  status   problems")
-    for r in sorted(everyone, key=lambda r: r.student):
+    for r, unchanged in sorted(everyone, key=lambda row: row[0].student):
         manual = "+" if r.needs_manual_grading else " "
-        status = r.status if r in report.results else f"{r.status}*"
+        status = r.status + unchanged
         print(f"{r.student:<{width}}  {r.score:5g}/{r.max_score:<4g}{manual}  {status:<9} {'; '.join(r.problems)[:120]}")
     print("(+: written answers await manual grading)")
     if report.unchanged:

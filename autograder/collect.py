@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from autograder.config import Course
-from autograder.source import SourceError, list_assignments
+from autograder.source import assignment_path, require_assignments
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUFFIXES = r"((?:-\d+| \(\d+\))*)"  # resubmission numbers: LMS "-1", browser " (1)"
@@ -197,12 +197,9 @@ def _choose(group: list[tuple[Submission, Path]]) -> tuple[tuple[Submission, Pat
 
 def collect(course: Course, source: Path, only: str | None = None) -> CollectReport:
     """Copy the newest submission of each student and assignment under ``source`` (folder or zip)."""
-    known = list_assignments(course)
-    if not known:
-        raise SourceError(f"{course.solutions} holds no assignment: run from the course root or pass --course")
-    if only and only not in known:
-        path = course.solutions / only / f"{only}.ipynb"
-        raise SourceError(f"no assignment {only!r}: {path} does not exist (known: {', '.join(known)})")
+    known = require_assignments(course)
+    if only:
+        assignment_path(course, only)  # an unknown name is one error, not one per file
     source = Path(source)
     if not source.exists():
         raise ValueError(f"{source}: no such file or folder")

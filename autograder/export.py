@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
 from autograder.config import Course, ensure_tools_on_path  # noqa: E402
-from autograder.results import SubmissionResult  # noqa: E402
+from autograder.results import graded_results  # noqa: E402
 from autograder.source import load_assignment  # noqa: E402
 
 
@@ -40,12 +40,9 @@ def final_scores(course: Course, name: str) -> list[Row]:
     ensure_tools_on_path()
     assignment = load_assignment(course, name)
     rows: list[Row] = []
-    paths = sorted(course.autograded.glob(f"*/{name}/result.json"))
-    if not paths:
-        raise ValueError(f"no graded submissions of {name!r} under {course.autograded} (run grade first)")
+    results = graded_results(course.autograded, name)
     with Gradebook(course.db_url, "dl-course") as gb:
-        for student_dir in paths:
-            result = SubmissionResult.load(student_dir)
+        for result in results:
             scores: dict[str, float | None] = {}
             for cell in assignment.graded_cells:
                 try:
@@ -74,6 +71,7 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
     rows = final_scores(course, name)
     course.exports.mkdir(parents=True, exist_ok=True)
     ids = [c.grade_id for c in assignment.graded_cells]
+    points = {c.grade_id: c.points for c in assignment.graded_cells}
     csv_path = course.exports / f"{name}.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -81,7 +79,6 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
         # not read as final (total / max_score would understate the grade).
         writer.writerow(["student", "lms_id", *ids, "total", "max_score", "status", "needs_manual_grading",
                          "pending_points", "problems"])
-        points = {c.grade_id: c.points for c in assignment.graded_cells}
         for row in rows:
             cells = ["" if row.scores[i] is None else f"{row.scores[i]:g}" for i in ids]
             pending = sum(points[i] for i in ids if row.scores[i] is None)
@@ -89,25 +86,23 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
                              pending > 0, f"{pending:g}", row.problems])
 
     figures = []
-    if rows:
-        fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(ids)), 3.2))
-        data = [[r.scores[i] for r in rows if r.scores[i] is not None] for i in ids]
-        maxima = {c.grade_id: c.points for c in assignment.graded_cells}
-        labels = [gid if values else f"{gid}\n(not graded)" for gid, values in zip(ids, data, strict=True)]
-        ax.boxplot([d or [float("nan")] for d in data], tick_labels=labels, showmeans=True)  # nan: no box
-        for x, (gid, values) in enumerate(zip(ids, data, strict=True), start=1):
-            ax.scatter([x] * len(values), values, s=12, alpha=0.6)
-            ax.hlines(maxima[gid], x - 0.3, x + 0.3, colors="gray", linestyles="dotted")
-        ax.set_ylabel("score (dotted: maximum)")
-        ax.set_title(f"{name}: score distribution per question (n={len(rows)})")
-        ax.tick_params(axis="x", rotation=30)
-        figures.append(("Scores per question", _png(fig)))
-        fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(rows)), 3))
-        ax.bar([r.student for r in rows], [r.seconds for r in rows], color=["tab:red" if r.status != "graded" else "tab:blue" for r in rows])
-        ax.set_ylabel("seconds")
-        ax.set_title("Grading time per submission (red: problems)")
-        ax.tick_params(axis="x", rotation=60)
-        figures.append(("Time per submission", _png(fig)))
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(ids)), 3.2))
+    data = [[r.scores[i] for r in rows if r.scores[i] is not None] for i in ids]
+    labels = [gid if values else f"{gid}\n(not graded)" for gid, values in zip(ids, data, strict=True)]
+    ax.boxplot([d or [float("nan")] for d in data], tick_labels=labels, showmeans=True)  # nan: no box
+    for x, (gid, values) in enumerate(zip(ids, data, strict=True), start=1):
+        ax.scatter([x] * len(values), values, s=12, alpha=0.6)
+        ax.hlines(points[gid], x - 0.3, x + 0.3, colors="gray", linestyles="dotted")
+    ax.set_ylabel("score (dotted: maximum)")
+    ax.set_title(f"{name}: score distribution per question (n={len(rows)})")
+    ax.tick_params(axis="x", rotation=30)
+    figures.append(("Scores per question", _png(fig)))
+    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(rows)), 3))
+    ax.bar([r.student for r in rows], [r.seconds for r in rows], color=["tab:red" if r.status != "graded" else "tab:blue" for r in rows])
+    ax.set_ylabel("seconds")
+    ax.set_title("Grading time per submission (red: problems)")
+    ax.tick_params(axis="x", rotation=60)
+    figures.append(("Time per submission", _png(fig)))
     report = course.exports / f"{name}-report.html"
     table = "".join(
         f"<tr><td>{html.escape(r.student)}</td><td>{r.total:g}</td><td>{html.escape(r.status)}</td>"

@@ -9,7 +9,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.config import Course, ensure_tools_on_path
-from autograder.results import SubmissionResult
+from autograder.results import graded_results
 from autograder.source import load_assignment
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;line-height:1.45}
@@ -23,12 +23,9 @@ def feedback(course: Course, name: str) -> list[Path]:
     assignment = load_assignment(course, name)
     sections = {c.grade_id: c.section for c in assignment.graded_cells}
     written: list[Path] = []
-    paths = sorted(course.autograded.glob(f"*/{name}/result.json"))
-    if not paths:
-        raise ValueError(f"no graded submissions of {name!r} under {course.autograded} (run grade first)")
+    results = graded_results(course.autograded, name)
     with Gradebook(course.db_url, "dl-course") as gb:
-        for path in paths:
-            result = SubmissionResult.load(path)
+        for result in results:
             rows, total = [], 0.0
             for cell in result.cells:
                 try:

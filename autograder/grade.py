@@ -28,6 +28,7 @@ import nbformat
 from tqdm import tqdm
 
 from autograder.assemble import WrongAssignmentError, assemble
+from autograder.cells import read_executed
 from autograder.config import Course
 from autograder.execute import ExecutionJob, ExecutionOutcome, execute, stop_running_jobs
 from autograder.gradebook import GradebookWriter
@@ -214,12 +215,13 @@ def _prepare(assignment: Assignment, student: str, path: Path | None, course: Co
 
 def _finish(assignment: Assignment, reference, result: SubmissionResult, outcome: ExecutionOutcome | None) -> None:
     """Step 4 on a prepared result."""
-    result.cells = score_cells(assignment, reference, outcome)
+    executed = read_executed(outcome.notebook) if outcome is not None and outcome.notebook is not None else None
+    result.cells = score_cells(assignment, reference, outcome, executed)
     result.reference = reference.key
     if outcome is None:
         return
     result.seconds, result.host = outcome.seconds, outcome.host
-    result.notes += answer_errors(outcome.notebook)
+    result.notes += answer_errors(executed)
     if outcome.status != "ok":
         # Tampering is flagged, but the answers still earn what their records show.
         result.status = "problem" if outcome.notebook or outcome.status == "tampered" else "failed"

@@ -62,3 +62,15 @@ class SubmissionResult:
             for c in data.pop("cells", [])
         ]
         return cls(**data, cells=cells)
+
+
+def graded_results(autograded: Path, assignment: str) -> list[SubmissionResult]:
+    """Every student's saved result for ``assignment`` (what feedback and export report on).
+
+    ``autograded`` is the course's ``autograded/`` folder; none found is an error, since
+    there is nothing to report on before ``grade`` has run.
+    """
+    paths = sorted(autograded.glob(f"*/{assignment}/result.json"))
+    if not paths:
+        raise ValueError(f"no graded submissions of {assignment!r} under {autograded} (run grade first)")
+    return [SubmissionResult.load(path) for path in paths]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 
-from autograder.cells import grade_id, is_answer, read_executed
+from nbformat import NotebookNode
+
+from autograder.cells import grade_id, is_answer
 from autograder.execute import ExecutionOutcome
 from autograder.records import compare
 from autograder.reference import Reference
@@ -12,49 +15,42 @@ from autograder.results import CellScore
 from autograder.source import Assignment
 
 
-def cell_errors(notebook: str | None) -> dict[str, str]:
-    """``grade_id -> "Type: message"`` of the cells that raised (no traceback: it may show hidden tests)."""
-    if notebook is None:
-        return {}
-    errors: dict[str, str] = {}
-    for cell in read_executed(notebook).cells:
-        gid = grade_id(cell)
-        for out in cell.get("outputs", []) if gid else []:
+def _errors(executed: NotebookNode) -> Iterator[tuple[NotebookNode, str, str]]:
+    """``(cell, type, message)`` of each error a cell with a grade id raised (no traceback:
+    it may show hidden tests)."""
+    for cell in executed.cells:
+        for out in cell.get("outputs", []) if grade_id(cell) else []:
             if out.get("output_type") == "error":
-                errors[gid] = f"{out.get('ename', 'Error')}: {str(out.get('evalue', ''))[:500]}"
-    return errors
+                yield cell, str(out.get("ename", "Error")), str(out.get("evalue", ""))[:500]
 
 
-def answer_errors(notebook: str | None) -> list[str]:
+def cell_errors(executed: NotebookNode | None) -> dict[str, str]:
+    """``grade_id -> "Type: message"`` of the cells that raised."""
+    return {grade_id(cell): f"{name}: {value}" for cell, name, value in _errors(executed)} if executed else {}
+
+
+def answer_errors(executed: NotebookNode | None) -> list[str]:
     """What the student's own answer cells raised, one sentence each, for their feedback.
 
     The error of an answer cell otherwise shows only as a ``NameError`` in the tests that
     use what it failed to define.
     """
-    if notebook is None:
-        return []
     found = []
-    for cell in read_executed(notebook).cells:
+    for cell, name, value in _errors(executed) if executed else []:
         if cell.cell_type != "code" or not is_answer(cell):
             continue
-        for out in cell.get("outputs", []):
-            if out.get("output_type") != "error":
-                continue
-            name, value = str(out.get("ename", "Error")), str(out.get("evalue", ""))[:500]
-            if name == "NotImplementedError":
-                found.append(f"answer cell {grade_id(cell)!r} is not written yet (it raises NotImplementedError)")
-            else:
-                found.append(f"answer cell {grade_id(cell)!r} raised {name}: {value}".rstrip(": "))
+        if name == "NotImplementedError":
+            found.append(f"answer cell {grade_id(cell)!r} is not written yet (it raises NotImplementedError)")
+        else:
+            found.append(f"answer cell {grade_id(cell)!r} raised {name}: {value}".rstrip(": "))
     return found
 
 
-def cell_ranges(notebook: str | None) -> dict[str, range]:
+def cell_ranges(executed: NotebookNode | None) -> dict[str, range]:
     """``grade_id -> lines of checks.jsonl written while that cell ran``, as the runner noted them."""
-    if notebook is None:
-        return {}
     ranges: dict[str, range] = {}
     start = 0
-    for cell in read_executed(notebook).cells:
+    for cell in executed.cells if executed else []:
         end = cell.get("metadata", {}).get("autograder", {}).get("records_end")
         if cell.cell_type != "code" or not isinstance(end, int):
             continue
@@ -65,19 +61,22 @@ def cell_ranges(notebook: str | None) -> dict[str, range]:
     return ranges
 
 
-def score_cells(assignment: Assignment, reference: Reference, outcome: ExecutionOutcome | None) -> list[CellScore]:
+def score_cells(assignment: Assignment, reference: Reference, outcome: ExecutionOutcome | None,
+                executed: NotebookNode | None) -> list[CellScore]:
     """Points per graded cell: a test cell's points are split evenly over its checks.
 
-    Only records written while that test cell ran count: a value recorded from an answer
-    cell (say, a forged line appended to the records file) is ignored.
+    ``executed`` is ``outcome.notebook`` as :func:`~autograder.cells.read_executed` reads
+    it (the caller reads it once; :func:`answer_errors` uses it too). Only records written
+    while that test cell ran count: a value recorded from an answer cell (say, a forged
+    line appended to the records file) is ignored.
     """
-    ranges = cell_ranges(outcome.notebook if outcome else None)
+    ranges = cell_ranges(executed)
     by_cell_and_name: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in outcome.records if outcome else []:
         for gid, lines in ranges.items():
             if record.get("line") in lines:
                 by_cell_and_name[(gid, record["name"])].append(record)
-    errors = cell_errors(outcome.notebook if outcome else None)
+    errors = cell_errors(executed)
     cells: list[CellScore] = []
     for graded in assignment.graded_cells:
         if outcome is None:  # nothing could run: every test scores 0, manual cells stay open

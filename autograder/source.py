@@ -55,14 +55,31 @@ def list_assignments(course: Course) -> list[str]:
     return sorted(p.name for p in course.solutions.iterdir() if (p / f"{p.name}.ipynb").is_file())
 
 
-def load_assignment(course: Course, name: str) -> Assignment:
-    """Read and validate the source notebook of ``name``."""
+def _none_here(course: Course) -> str:
+    return f"{course.solutions} holds no assignment: run from the course root or pass --course"
+
+
+def require_assignments(course: Course) -> list[str]:
+    """:func:`list_assignments`, where none is an error (usually: not the course root)."""
+    known = list_assignments(course)
+    if not known:
+        raise SourceError(_none_here(course))
+    return known
+
+
+def assignment_path(course: Course, name: str) -> Path:
+    """The source notebook of ``name``; a missing one is an error naming the known ones."""
     path = course.solutions / name / f"{name}.ipynb"
     if not path.is_file():
         known = ", ".join(list_assignments(course))
-        hint = f"known: {known}" if known else (
-            f"{course.solutions} holds no assignment: run from the course root or pass --course")
-        raise SourceError(f"no assignment {name!r}: {path} does not exist ({hint})")
+        raise SourceError(f"no assignment {name!r}: {path} does not exist "
+                          f"({f'known: {known}' if known else _none_here(course)})")
+    return path
+
+
+def load_assignment(course: Course, name: str) -> Assignment:
+    """Read and validate the source notebook of ``name``."""
+    path = assignment_path(course, name)
     nb = nbformat.read(path, as_version=4)
     seen: set[str] = set()
     graded: list[GradedCell] = []

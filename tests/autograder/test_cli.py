@@ -6,6 +6,7 @@ import nbformat
 import pytest
 
 from autograder import cli
+from autograder.cells import read_executed
 from autograder.config import Limits
 from autograder.grade import find_submissions
 from autograder.load import SubmissionError, read_submission
@@ -77,8 +78,9 @@ def executed(*cells):
 
 
 def test_answer_cell_errors_are_reported_by_name():
-    notebook = executed(("mean", True, ("RuntimeError", "I was debugging here")), ("double", True, None),
-                        ("stub", True, ("NotImplementedError", "")), ("test_mean", False, ("NameError", "mean")))
+    notebook = read_executed(executed(
+        ("mean", True, ("RuntimeError", "I was debugging here")), ("double", True, None),
+        ("stub", True, ("NotImplementedError", "")), ("test_mean", False, ("NameError", "mean"))))
     assert answer_errors(notebook) == [
         "answer cell 'mean' raised RuntimeError: I was debugging here",
         "answer cell 'stub' is not written yet (it raises NotImplementedError)",
