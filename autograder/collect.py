@@ -17,6 +17,7 @@ A ``-N`` (LMS) or `` (N)`` (browser) suffix numbers a resubmission: of several f
 one student and assignment the highest number is kept, then the latest submission time.
 That time is the zip entry's date (read as local time, as ``unzip`` does), nbgrader's
 ``timestamp.txt``, or else the file's modification time; it goes to ``timestamp.txt``.
+Collecting again replaces a notebook collected before only with a newer submission.
 Every other file is listed with the reason it was not imported (system files such as
 ``__MACOSX/`` and ``.DS_Store`` are skipped silently); names are never guessed.
 """
@@ -195,6 +196,28 @@ def _choose(group: list[tuple[Submission, Path]]) -> tuple[tuple[Submission, Pat
                     f"which keeps {newest[0].origin} ({why})")
 
 
+def _keep_collected(submission: Submission, path: Path, target: Path) -> tuple[str, bool] | None:
+    """Why the notebook collected before for this student and assignment stays (and whether
+    that is a problem), or None when ``path`` may replace it.
+
+    A later ``collect`` replaces it only with a submission at least as new, so collecting an
+    old download after a newer one loses nothing; the same time with other contents is a
+    tie, as within one collection.
+    """
+    if not target.exists() or path.resolve() == target.resolve():
+        return None
+    collected = _nbgrader_time(target.parent) or datetime.fromtimestamp(target.stat().st_mtime, tz=timezone.utc)
+    if submission.submitted > collected or (submission.submitted == collected
+                                           and target.read_bytes() == path.read_bytes()):
+        return None
+    who, when = f"{submission.student}/{submission.assignment}", collected.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if submission.submitted == collected:
+        return (f"{submission.origin}: submitted at the same time ({when}) as the different notebook collected "
+                f"before for {who}, so neither is known to be the newer; kept the one collected before, "
+                "not imported"), True
+    return f"{submission.origin}: set aside for {who}, which keeps the newer notebook collected before ({when})", False
+
+
 def collect(course: Course, source: Path, only: str | None = None) -> CollectReport:
     """Copy the newest submission of each student and assignment under ``source`` (folder or zip)."""
     known = require_assignments(course)
@@ -244,8 +267,13 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
                 report.set_aside.append(message)
             submission, path = chosen
             target_dir = course.submitted / student / assignment
-            target_dir.mkdir(parents=True, exist_ok=True)
             target = target_dir / f"{assignment}.ipynb"
+            kept = _keep_collected(submission, path, target)
+            if kept:
+                message, problem = kept
+                (report.problems if problem else report.set_aside).append(message)
+                continue
+            target_dir.mkdir(parents=True, exist_ok=True)
             if path.resolve() != target.resolve():  # collecting course.submitted itself changes nothing
                 shutil.copyfile(path, target)
             seconds = submission.submitted.timestamp()

@@ -181,6 +181,31 @@ def test_folders_give_the_file_date_or_nbgraders_timestamp(course, tmp_path):
     assert timestamp(course, "ben") == "2024-03-05 08:00:00.000000 UTC"
 
 
+def test_collecting_again_replaces_a_notebook_only_with_a_newer_one(course, tmp_path):
+    def download(name: str, date: tuple[int, ...], data: bytes) -> Path:
+        return make_zip(tmp_path / name, {"ann_tiny.ipynb": (data, date), "ben_tiny.ipynb": (version(0), date)})
+
+    march_5, march_1 = (2024, 3, 5, 10, 0, 0), (2024, 3, 1, 10, 0, 0)
+    collect(course, download("new.zip", march_5, version(2)))
+    report = collect(course, download("old.zip", march_1, version(1)))  # an older download, collected last
+    assert notebook(course, "ann") == version(2)  # kept, with its time
+    newer = datetime.fromtimestamp(time.mktime((*march_5, 0, 0, -1)), tz=timezone.utc)
+    assert timestamp(course, "ann") == timestamp(course, "ben") == f"{newer:%Y-%m-%d %H:%M:%S}.000000 UTC"
+    assert report.imported == [] and report.problems == []
+    assert report.set_aside == [f"{s}_tiny.ipynb: set aside for {s}/tiny, which keeps the newer notebook "
+                                f"collected before ({newer:%Y-%m-%d %H:%M:%S} UTC)" for s in ("ann", "ben")]
+    assert collect(course, download("new.zip", march_5, version(2))).problems == []  # the same again: no tie
+
+    report = collect(course, download("tie.zip", march_5, version(3)))  # same time, other contents
+    assert notebook(course, "ann") == version(2)
+    assert [p.split(":")[0] for p in report.problems] == ["ann_tiny.ipynb"]
+    assert "neither is known to be the newer" in report.problems[0]
+
+    report = collect(course, download("later.zip", (2024, 3, 6, 10, 0, 0), version(4)))  # a resubmission
+    assert notebook(course, "ann") == version(4)
+    assert report.problems == [] and report.set_aside == []
+
+
 def test_canvas_late_marker_is_kept(course, tmp_path):
     date = (2024, 3, 1, 10, 0, 0)
     lms = make_zip(tmp_path / "lms.zip", {
