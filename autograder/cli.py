@@ -69,10 +69,11 @@ def cmd_grade(args: argparse.Namespace) -> int:
     width = max([len(r.student) for r, _ in everyone] + [7])
     print(f"\n{'student':<{width}}  {'score':>11}  status   problems")
     for r, unchanged in sorted(everyone, key=lambda row: row[0].student):
-        manual = "+" if r.needs_manual_grading else " "
+        score, pending = report.standings.get(r.student, (r.score, r.needs_manual_grading))
+        manual = "+" if pending else " "
         status = r.status + unchanged
-        print(f"{r.student:<{width}}  {r.score:5g}/{r.max_score:<4g}{manual}  {status:<9} {'; '.join(r.problems)[:120]}")
-    print("(+: written answers await manual grading)")
+        print(f"{r.student:<{width}}  {score:5g}/{r.max_score:<4g}{manual}  {status:<9} {'; '.join(r.problems)[:120]}")
+    print("(scores as the gradebook holds them, manual grades included; +: written answers await grading)")
     if report.unchanged:
         print(f"(*: unchanged since it was graded, not run again; --force regrades: {len(report.unchanged)})")
     problems = len(report.problems)

@@ -64,6 +64,8 @@ class GradeReport:
     assignment: str
     results: list[SubmissionResult] = field(default_factory=list)  # graded in this run
     unchanged: list[SubmissionResult] = field(default_factory=list)  # graded before, not rerun
+    # student -> (score, written answers still to grade), from the gradebook after the run
+    standings: dict[str, tuple[float, bool]] = field(default_factory=dict)
 
     @property
     def skipped(self) -> list[str]:
@@ -283,6 +285,8 @@ def grade(
         finally:
             bar.close()
             workers.close()
+        for result in report.results + report.unchanged:
+            report.standings[result.student] = gradebook.standing(name, result.student)
     return report
 
 

@@ -59,6 +59,12 @@ class GradebookWriter:
             comment.auto_comment = "No response." if missing else None
         gb.db.commit()
 
+    def standing(self, assignment: str, student: str) -> tuple[float, bool]:
+        """``(score, written answers still to grade)`` of one submission as the gradebook holds
+        it: an instructor's manual scores count, and graded answers no longer wait."""
+        notebook = self.gradebook.find_submission_notebook(assignment, assignment, student)
+        return notebook.score, notebook.needs_manual_grade
+
     def scores(self, assignment: str) -> dict[str, float]:
         """Total score per student as the gradebook holds it (manual scores included)."""
         return {s.student.id: s.score for s in self.gradebook.find_assignment(assignment).submissions}

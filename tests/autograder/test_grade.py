@@ -96,14 +96,23 @@ def test_export_and_feedback(graded):
     assert "torch.randn(7, 4" in hidden and "torch.randn(7, 4" not in page  # hidden test code never shown
 
 
-def test_a_rerun_still_reports_earlier_problems(graded, capsys):
+def test_a_rerun_still_reports_earlier_problems_and_shows_manual_grades(graded, capsys):
+    from nbgrader.api import Gradebook
+
     course, status = graded
+    with Gradebook(course.db_url, "dl-course") as gb:  # an instructor grades one written answer
+        grade = gb.find_grade("q_mean", "tiny", "tiny", "partly-wrong")
+        grade.manual_score, grade.needs_manual_grade = 0.5, False  # as nbgrader's formgrader saves a grade
+        gb.db.commit()
     capsys.readouterr()
     again = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "8"])
     out = capsys.readouterr().out
     assert again == status  # a second run does not turn a failed run green
     assert f"0 graded now, {len(EXPECTED)} unchanged, {status} with problems" in out
-    assert "failed*" in out and "partly-wrong" in out
+    assert "failed*" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert rows["partly-wrong"].split()[1:3] == ["4/6", "graded*"]  # 3.5 + the manual 0.5, nothing pending
+    assert rows["correct"].split()[1:4] == ["5/6", "+", "graded*"]  # its written answer still waits
 
 
 def test_resume_after_interruption(tmp_path):
