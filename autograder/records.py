@@ -134,8 +134,48 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
     return f"cannot compare values of kind {kind}"
 
 
-def compare(reference: dict[str, Any], student: list[dict[str, Any]]) -> CheckResult:
-    """Judge the student's records named like ``reference`` (all records with that name)."""
+def _shown(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, precision=4, separator=", ", threshold=12, edgeitems=2).replace("\n", "")
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _expected_and_got(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float) -> str:
+    """The expected and the recorded value where they differ, for checks the student can see."""
+    kind = ref.get("kind")
+    if kind == "sequence" and got.get("kind") == "sequence" and len(ref.get("items", [])) == len(got.get("items", [])):
+        for r, g in zip(ref["items"], got["items"], strict=True):
+            if _compare_values(r, g, rtol, atol):
+                return _expected_and_got(r, g, rtol, atol)
+        return ""
+    if kind in ("tensor", "ndarray") and got.get("kind") == kind and got.get("shape") == ref.get("shape"):
+        expected, actual = decode_array(ref), decode_array(got)
+        if expected.size <= 12 or expected.dtype.kind not in "fc":
+            return f"expected {_shown(expected)}, got {_shown(actual)}"
+        with np.errstate(invalid="ignore"):
+            wrong = ~np.isclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+        if not wrong.any():
+            return ""
+        where = tuple(int(i) for i in np.argwhere(wrong)[0])
+        return (f"first at index {where}: expected {_shown(float(expected[where]))}, "
+                f"got {_shown(float(actual[where]))} ({int(wrong.sum())} of {wrong.size} entries differ)")
+    if kind in ("int", "float") and got.get("kind") in ("int", "float"):
+        number = _number(ref)  # the message already says what was got
+        return "" if number is None or (kind == "int" and got.get("kind") == "int") else f"expected {number:.6g}"
+    if kind in ("str", "none"):
+        return f"expected {_shown(_plain(ref))}, got {_shown(_plain(got))}"
+    return ""  # bool: the message shows both
+
+
+def compare(reference: dict[str, Any], student: list[dict[str, Any]], visible: bool = False) -> CheckResult:
+    """Judge the student's records named like ``reference`` (all records with that name).
+
+    ``visible``: the check is in the part of the test the student sees, so a mismatch also
+    shows the expected value (never for hidden checks: that would reveal hidden answers).
+    """
     name = reference["name"]
     if not student:
         return CheckResult(name, False, "not recorded: the test stopped before this check (see the error above)")
@@ -160,6 +200,9 @@ def compare(reference: dict[str, Any], student: list[dict[str, Any]]) -> CheckRe
         return CheckResult(name, True, f"{value:.4g}")
     try:
         problem = _compare_values(reference["value"], got, rtol, atol)
+        if problem and visible:
+            shown = _expected_and_got(reference["value"], got, rtol, atol)
+            problem = f"{problem}; {shown}" if shown else problem
     except (ValueError, KeyError, TypeError, OSError) as exc:
         problem = f"the recorded value could not be read ({type(exc).__name__})"
     return CheckResult(name, not problem, problem)

@@ -86,7 +86,8 @@ def score_cells(assignment: Assignment, reference: Reference, outcome: Execution
             cells.append(CellScore(graded.grade_id, "manual", graded.points, None))
             continue
         expected = reference.records[graded.grade_id]
-        checks = [compare(ref, by_cell_and_name.get((graded.grade_id, ref["name"]), [])) for ref in expected]
+        checks = [compare(ref, by_cell_and_name.get((graded.grade_id, ref["name"]), []),
+                          visible=ref["name"] in graded.visible_checks) for ref in expected]
         passed = sum(c.passed for c in checks)
         score = round(graded.points * passed / len(checks), 4)
         cells.append(CellScore(graded.grade_id, "auto", graded.points, score, checks, errors.get(graded.grade_id, "")))

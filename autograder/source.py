@@ -13,6 +13,8 @@ from autograder.cells import grade_id, is_answer, is_autograded_test, is_manual,
 from autograder.config import Course
 
 CHECK_CALL = re.compile(r"\bcheck\(")
+NAMED_CHECK = re.compile(r"""\bcheck\(\s*(["'])([^"'\\]+)\1""")  # check("name", ...) with a literal name
+HIDDEN_TESTS = re.compile(r"### BEGIN HIDDEN TESTS.*?(?:### END HIDDEN TESTS|\Z)", re.DOTALL)
 
 
 class SourceError(ValueError):
@@ -27,6 +29,7 @@ class GradedCell:
     kind: str
     points: float
     section: str = ""  # the heading above it in the source ("Part 1: the softmax (3 points)")
+    visible_checks: frozenset[str] = frozenset()  # checks outside its hidden part: feedback may show values
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def load_assignment(course: Course, name: str) -> Assignment:
                     f"{path}: test cell {gid!r} records no check(...): the grader could not "
                     "verify it outside the student's kernel"
                 )
-            graded.append(GradedCell(gid, "auto", points(cell), section))
+            visible = frozenset(m.group(2) for m in NAMED_CHECK.finditer(HIDDEN_TESTS.sub("", cell.source)))
+            graded.append(GradedCell(gid, "auto", points(cell), section, visible))
         elif is_manual(cell):
             graded.append(GradedCell(gid, "manual", points(cell), section))
     if not any(c.kind == "auto" for c in graded):

@@ -104,6 +104,32 @@ def test_compare_tensors():
     assert "differ" in compare(ref(expected), [{"value": tensor(np.array([1.0, 3.0], dtype=np.float32))}]).message
 
 
+def test_visible_checks_show_the_expected_value_and_hidden_ones_never_do():
+    small = ref(tensor(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)))
+    got = [{"value": tensor(np.array([[1.0, 2.0], [3.0, 5.0]], dtype=np.float32))}]
+    assert compare(small, got, visible=True).message.endswith("; expected [[1., 2.], [3., 4.]], got [[1., 2.], [3., 5.]]")
+    assert "expected [" not in compare(small, got).message
+    big = np.arange(30, dtype=np.float32).reshape(5, 6)
+    wrong = big.copy()
+    wrong[2, 3], wrong[4, 0] = -1.0, -2.0
+    message = compare(ref(tensor(big)), [{"value": tensor(wrong)}], visible=True).message
+    assert message.endswith("; first at index (2, 3): expected 15, got -1 (2 of 30 entries differ)")
+    number = ref({"kind": "float", "value": 0.25})
+    assert compare(number, [{"value": {"kind": "float", "value": 0.5}}], visible=True).message == (
+        "got 0.5, which differs from the expected value; expected 0.25")
+    assert "0.25" not in compare(number, [{"value": {"kind": "float", "value": 0.5}}]).message
+    pair = ref({"kind": "sequence", "items": [tensor(np.array([1.0])), {"kind": "str", "value": "ok"}]})
+    got_pair = [{"value": {"kind": "sequence", "items": [tensor(np.array([1.0])), {"kind": "str", "value": "no"}]}}]
+    assert compare(pair, got_pair, visible=True).message == (
+        "item 1: the value differs from the expected one; expected 'ok', got 'no'")
+
+
+def test_only_literal_check_names_outside_hidden_tests_are_visible(course):
+    cells = {c.grade_id: c for c in load_assignment(course, "tiny").graded_cells}
+    assert cells["test_double"].visible_checks == frozenset({"double/3"})
+    assert cells["test_mean"].visible_checks == frozenset({"mean/small", "mean/unchanged"})
+
+
 def test_compare_rejects_duplicates_missing_and_rigged_values():
     expected = ref({"kind": "int", "value": 6})
     assert compare(expected, [{"value": {"kind": "int", "value": 6}}]).passed
