@@ -21,7 +21,7 @@ from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
 from autograder.config import Course, ensure_tools_on_path  # noqa: E402
 from autograder.results import graded_results  # noqa: E402
-from autograder.source import load_assignment  # noqa: E402
+from autograder.source import Assignment, load_assignment  # noqa: E402
 
 
 @dataclass
@@ -35,10 +35,10 @@ class Row:
     problems: str
 
 
-def final_scores(course: Course, name: str) -> list[Row]:
+def final_scores(course: Course, assignment: Assignment) -> list[Row]:
     """One row per graded student: manual scores where given, else automatic ones."""
     ensure_tools_on_path()
-    assignment = load_assignment(course, name)
+    name = assignment.name
     rows: list[Row] = []
     results = graded_results(course.autograded, name)
     with Gradebook(course.db_url, "dl-course") as gb:
@@ -68,7 +68,7 @@ def _png(fig) -> str:
 def export(course: Course, name: str) -> tuple[Path, Path]:
     """Write ``exports/<name>.csv`` and ``exports/<name>-report.html``; return both paths."""
     assignment = load_assignment(course, name)
-    rows = final_scores(course, name)
+    rows = final_scores(course, assignment)
     course.exports.mkdir(parents=True, exist_ok=True)
     ids = [c.grade_id for c in assignment.graded_cells]
     points = {c.grade_id: c.points for c in assignment.graded_cells}
