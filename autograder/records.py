@@ -113,8 +113,8 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
             return f"expected {len(items)} items, got {len(got_items)}"
         for i, (r, g) in enumerate(zip(items, got_items, strict=True)):
             problem = _compare_values(r, g, rtol, atol)
-            if problem:
-                return f"item {i}: {problem}"
+            if problem:  # nested sequences: "item [0][1]: ...", as the value would be indexed
+                return f"item [{i}]{problem[5:]}" if problem.startswith("item [") else f"item [{i}]: {problem}"
         return ""
     if kind in ("int", "float"):
         expected, actual = _number(ref), _number(got)

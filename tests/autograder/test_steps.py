@@ -121,7 +121,10 @@ def test_visible_checks_show_the_expected_value_and_hidden_ones_never_do():
     pair = ref({"kind": "sequence", "items": [tensor(np.array([1.0])), {"kind": "str", "value": "ok"}]})
     got_pair = [{"value": {"kind": "sequence", "items": [tensor(np.array([1.0])), {"kind": "str", "value": "no"}]}}]
     assert compare(pair, got_pair, visible=True).message == (
-        "item 1: the value differs from the expected one; expected 'ok', got 'no'")
+        "item [1]: the value differs from the expected one; expected 'ok', got 'no'")
+    nested = ref({"kind": "sequence", "items": [pair["value"]]})
+    got_nested = [{"value": {"kind": "sequence", "items": [got_pair[0]["value"]]}}]
+    assert compare(nested, got_nested).message == "item [0][1]: the value differs from the expected one"
 
 
 def test_only_literal_check_names_outside_hidden_tests_are_visible(course):
