@@ -296,7 +296,9 @@ def attention_maps(model: Transformer, sentence: str, data: TranslationData,
     """Translate ``sentence`` and return its attention weights for heat maps.
 
     Keys: ``"encoder"`` ``(blks, heads, S, S)``, ``"decoder"`` ``(blks, heads, T, T)``,
-    ``"cross"`` ``(blks, heads, T, S)``, and the token labels ``"src"``, ``"tgt"``. The
+    ``"cross"`` ``(blks, heads, T, S)``, and the token labels ``"src"``, ``"tgt"`` (what
+    each decoder position predicts: the rows of the decoder maps) and ``"tgt_in"`` (its
+    input, ``<bos>`` then the tokens before: the columns of decoder self-attention). The
     weights come from one teacher-forced pass over the greedy output, which (causal masks)
     equals what each step of the decoding saw.
     Introduced in: The Transformer (heat maps).
@@ -316,4 +318,5 @@ def attention_maps(model: Transformer, sentence: str, data: TranslationData,
     return {
         "encoder": torch.stack(enc).cpu(), "decoder": torch.stack(dec).cpu(), "cross": torch.stack(cross).cpu(),
         "src": data.src_vocab.to_tokens(src[0, :S]), "tgt": vocab.to_tokens(out[:T]),
+        "tgt_in": vocab.to_tokens([vocab.bos, *out[:T - 1]]),
     }

@@ -119,6 +119,7 @@ def test_attention_maps_and_heatmaps():
     assert S == 5 and maps["src"][-1] == "<eos>"
     assert maps["encoder"].shape == (2, 2, S, S) and maps["cross"].shape == (2, 2, T, S)
     assert maps["decoder"].shape == (2, 2, T, T)
+    assert maps["tgt_in"] == ["<bos>", *maps["tgt"][:-1]]  # the decoder's keys: its inputs, not its outputs
     assert torch.all(maps["decoder"].triu(1) == 0)  # no query looks ahead
     torch.testing.assert_close(maps["cross"].sum(-1), torch.ones(2, 2, T))
     fig = show_heatmaps(maps["cross"], maps["src"], maps["tgt"], titles=["head 1", "head 2"])
