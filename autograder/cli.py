@@ -89,7 +89,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{args.notebook}: not a notebook file", file=sys.stderr)
         return 2
     try:
-        report = validate(Path(args.notebook), {"data_source": args.data_source} if args.data_source else {})
+        parameters = {"quick": not args.full, **({"data_source": args.data_source} if args.data_source else {})}
+        report = validate(Path(args.notebook), parameters)  # as grade runs it
     except SubmissionError as exc:
         print(f"{args.notebook}: {exc}", file=sys.stderr)
         return 2
@@ -153,6 +154,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("notebook", help="your .ipynb file")
     s.add_argument("--data-source", choices=["auto", "download", "offline"],
                    help="where datasets come from (default: the notebook's own setting)")
+    s.add_argument("--full", action="store_true",
+                   help="full training runs (quick=False), as grade --full; default: the quick runs grade uses")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("feedback", help="an HTML feedback page per student")

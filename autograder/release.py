@@ -60,10 +60,11 @@ def release(course: Course, name: str) -> Path:
     if leaked:
         raise ReleaseError(f"{path} still contains {leaked}: refusing to publish it")
     notebook = nbformat.reads(text, as_version=4)
-    # validate() lists the tests a student deleted by comparing with this list.
+    # validate() lists the tests and answer cells a student deleted by comparing with these.
     notebook.metadata["autograder"] = {
         "assignment": name,
         "tests": [c.grade_id for c in assignment.graded_cells if c.kind == "auto"],
+        "answers": list(assignment.answer_ids),
     }
     nbformat.validate(notebook)
     nbformat.write(notebook, path)

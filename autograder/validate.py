@@ -1,8 +1,10 @@
 """``validate``: what a student runs before submitting.
 
 Executes their notebook as they have it (the released version carries the visible tests
-only), with the same sandboxed execution as grading, and says which tests pass, which
-fail and why, and which answers are still unwritten.
+only), with the same sandboxed execution and parameters as grading (``quick`` training
+runs unless ``--full``), and says which tests pass, which fail and why, which answers are
+still unwritten or raise, and which cells the grader would not find: answers and tests are
+matched by their cells' ids, so a deleted or re-created cell counts as missing.
 """
 
 from __future__ import annotations
@@ -25,11 +27,23 @@ class ValidationReport:
     unanswered: list[str] = field(default_factory=list)
     answer_errors: list[tuple[str, str]] = field(default_factory=list)  # (grade id, "Type: message")
     missing_tests: list[str] = field(default_factory=list)  # released with the notebook, deleted since
+    missing_answers: list[str] = field(default_factory=list)  # answer cells the grader would not find
     problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.unanswered or self.answer_errors or self.missing_tests or self.problems)
+        return bool(self.passed or self.failed) and not (
+            self.failed or self.unanswered or self.answer_errors or self.missing_tests or self.missing_answers
+            or self.problems)
+
+
+CODE_STUB = "raise NotImplementedError()"  # what release leaves in a code answer
+TEXT_STUB = "YOUR ANSWER HERE"  # and in a written one
+
+
+def _unwritten(cell) -> bool:
+    """An answer cell still holding release's stub (functions defined around it run fine)."""
+    return CODE_STUB in cell.source if cell.cell_type == "code" else cell.source.strip() in ("", TEXT_STUB)
 
 
 def validate(path: Path, parameters: dict | None = None, limits: Limits | None = None) -> ValidationReport:
@@ -41,9 +55,15 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
     if outcome.status != "ok":
         report.problems.append(outcome.message)
     released = nb.metadata.get("autograder", {})
-    expected = released.get("tests", []) if isinstance(released, dict) else []
-    present = {grade_id(cell) for cell in nb.cells}
-    report.missing_tests = [str(t) for t in expected if t not in present]
+    released = released if isinstance(released, dict) else {}
+    present = {grade_id(cell) for cell in nb.cells} - {None}
+    if not present:
+        report.problems.append("no cell of this notebook carries the assignment's cell ids (nbgrader metadata): "
+                               "was it re-created, or its cells pasted into a new notebook? The grader finds "
+                               "answers by these ids and would find none; work in the notebook you downloaded")
+    report.missing_tests = [str(t) for t in released.get("tests", []) if t not in present]
+    report.missing_answers = [str(a) for a in released.get("answers", []) if a not in present]
+    report.unanswered = [grade_id(c) for c in nb.cells if is_answer(c) and _unwritten(c)]
     if outcome.notebook is None:
         return report
     for cell in read_executed(outcome.notebook).cells:
@@ -53,7 +73,8 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if is_answer(cell) and errors:
             if errors[0].get("ename") == "NotImplementedError":
-                report.unanswered.append(gid)
+                if gid not in report.unanswered:
+                    report.unanswered.append(gid)
             else:
                 report.answer_errors.append((gid, f"{errors[0].get('ename')}: {errors[0].get('evalue')}"))
         elif is_autograded_test(cell):
@@ -76,14 +97,20 @@ def format_report(report: ValidationReport) -> str:
     for gid, pts, why in report.failed:
         lines.append(f"  FAIL  {gid} ({pts:g} pt): {why}")
     for gid in report.unanswered:
-        lines.append(f"  TODO  answer {gid!r} still raises NotImplementedError")
+        lines.append(f"  TODO  answer {gid!r} is not written yet")
     for gid, why in report.answer_errors:
         lines.append(f"  ERROR answer {gid!r} raised {why}")
     for gid in report.missing_tests:
         lines.append(f"  GONE  test {gid!r} was deleted from your notebook: grading restores and runs it")
+    for gid in report.missing_answers:
+        lines.append(f"  GONE  answer cell {gid!r} is missing (deleted, or re-created without its id): the "
+                     "grader would score it 0; write the answer in that cell of the downloaded notebook")
     for problem in report.problems:
         lines.append(f"  NOTE  {problem}")
-    verdict = "all visible tests pass" if report.ok else "not ready"
+    if not (report.passed or report.failed):
+        verdict = "no visible test ran"
+    else:
+        verdict = "all visible tests pass" if report.ok else "not ready"
     lines.append(f"{len(report.passed)} passed, {len(report.failed)} failed ({verdict}). "
                  "Hidden tests run only when your instructor grades.")
     return "\n".join(lines)

@@ -96,6 +96,7 @@ def test_validate_report_names_broken_answers_and_unwritten_ones():
     assert "  ERROR answer 'mean' raised RuntimeError: I was debugging here" in text
     assert text.endswith("1 passed, 1 failed (not ready). Hidden tests run only when your instructor grades.")
     assert not report.ok and ValidationReport(passed=[("t", 1.0)]).ok
+    assert not ValidationReport().ok and "(no visible test ran)" in format_report(ValidationReport())
 
 
 def test_help_explains_every_argument(capsys):

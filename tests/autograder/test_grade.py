@@ -147,7 +147,8 @@ def test_validate_names_broken_answers_and_deleted_tests(course, tmp_path):
     from autograder.validate import validate
 
     released = nbformat.read(release(course, "tiny"), as_version=4)
-    assert released.metadata["autograder"] == {"assignment": "tiny", "tests": ["test_double", "test_mean"]}
+    assert released.metadata["autograder"] == {"assignment": "tiny", "tests": ["test_double", "test_mean"],
+                                               "answers": ["double", "mean", "q_mean"]}
     answers = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source
                for c in nbformat.read(SUBMISSIONS / "correct.ipynb", as_version=4).cells}
     for cell in released.cells:
@@ -163,6 +164,35 @@ def test_validate_names_broken_answers_and_deleted_tests(course, tmp_path):
     assert report.passed == [("test_double", 2.0)] and report.failed == []
     assert report.answer_errors == [("mean", "RuntimeError: I was debugging here")]
     assert report.missing_tests == ["test_mean"] and not report.ok
+    assert report.unanswered == []
+
+
+def test_validate_finds_unwritten_stubs_and_cells_the_grader_would_not_find(course, tmp_path):
+    import nbformat
+
+    from autograder.release import release
+    from autograder.validate import format_report, validate
+
+    released = nbformat.read(release(course, "tiny"), as_version=4)
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(released, path)
+    untouched = validate(path)  # the stubs sit inside functions: running them raises nothing
+    assert untouched.unanswered == ["double", "mean", "q_mean"] and not untouched.ok
+
+    for cell in released.cells:  # the student retypes the 'mean' answer in a new cell
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "mean":
+            cell.metadata = {}
+    nbformat.write(released, path)
+    assert validate(path).missing_answers == ["mean"]
+
+    for cell in released.cells:  # every cell pasted into a new notebook
+        cell.metadata = {}
+    released.metadata = {}
+    nbformat.write(released, path)
+    stripped = validate(path)
+    text = format_report(stripped)
+    assert not stripped.ok and "no cell of this notebook carries the assignment's cell ids" in text
+    assert "(no visible test ran)" in text and "all visible tests pass" not in text
 
 
 def test_a_second_checkout_grades_with_its_own_code(tmp_path):
