@@ -142,3 +142,25 @@ def test_inference_functions_imported_from_lib_lose_the_module_check(tmp_path):
     cell = {c.grade_id: c for c in result.cells}["test_em_monotone"]
     auto_max = sum(c.points for c in result.cells if c.kind == "auto")
     assert result.score == pytest.approx(auto_max - cell.points / len(cell.checks), abs=1e-4)  # scores: 4 decimals
+
+
+@pytest.mark.slow
+def test_a_failing_visible_assert_costs_only_its_own_checks(tmp_path):
+    """In inference's tests the visible asserts run after every check is recorded: a KL that
+    returns NaN instead of inf where p_k = 0 < q_k loses that one check, and its values
+    elsewhere still earn theirs (the assert used to stop the cell before any check)."""
+    course = course_with(tmp_path, "inference")
+    student = nbformat.read(course.solutions / "inference" / "inference.ipynb", as_version=4)
+    (cell,) = [c for c in student.cells if grade_id(c) == "kl_divergence"]
+    cell.source = cell.source.replace("def kl_divergence(q, p):", "def _correct_kl(q, p):") + (
+        "\n\ndef kl_divergence(q, p):\n"
+        "    out = _correct_kl(q, p)\n"
+        "    return torch.where(torch.isinf(out), torch.full_like(out, float('nan')), out)\n")
+    target = course.submitted / "nan" / "inference" / "inference.ipynb"
+    target.parent.mkdir(parents=True)
+    nbformat.write(student, target)
+    (result,) = grade(course, "inference", GradeOptions(workers=1, progress=False, device="cpu")).results
+    kl = {c.grade_id: c for c in result.cells}["test_kl_divergence"]
+    assert "KL must be inf" in kl.error
+    assert [k.name for k in kl.checks if not k.passed] == ["kl/p_zero_where_q_positive"]
+    assert kl.score == pytest.approx(kl.points * (len(kl.checks) - 1) / len(kl.checks), abs=1e-4)
