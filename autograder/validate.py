@@ -29,6 +29,7 @@ class ValidationReport:
     missing_tests: list[str] = field(default_factory=list)  # released with the notebook, deleted since
     missing_answers: list[str] = field(default_factory=list)  # answer cells the grader would not find
     problems: list[str] = field(default_factory=list)
+    sections: dict[str, str] = field(default_factory=dict)  # test grade id -> the "## ..." heading above it
 
     @property
     def ok(self) -> bool:
@@ -66,10 +67,16 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
     report.unanswered = [grade_id(c) for c in nb.cells if is_answer(c) and _unwritten(c)]
     if outcome.notebook is None:
         return report
+    section = ""
     for cell in read_executed(outcome.notebook).cells:
         gid = grade_id(cell)
+        heading = cell.source.lstrip().splitlines()[0] if cell.cell_type == "markdown" and cell.source.strip() else ""
+        if heading.startswith("##"):
+            section = heading.lstrip("#").strip()
         if cell.cell_type != "code" or gid is None:
             continue
+        if is_autograded_test(cell):
+            report.sections[gid] = section
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if is_answer(cell) and errors:
             if errors[0].get("ename") == "NotImplementedError":
@@ -91,11 +98,16 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
 
 
 def format_report(report: ValidationReport) -> str:
-    lines = []
-    for gid, pts in report.passed:
-        lines.append(f"  PASS  {gid} ({pts:g} pt)")
-    for gid, pts, why in report.failed:
-        lines.append(f"  FAIL  {gid} ({pts:g} pt): {why}")
+    """Tests in notebook order under the headings of their parts, then everything else."""
+    lines, section = [], ""
+    verdicts = {gid: f"  PASS  {gid} ({pts:g} pt)" for gid, pts in report.passed}
+    verdicts.update({gid: f"  FAIL  {gid} ({pts:g} pt): {why}" for gid, pts, why in report.failed})
+    position = {gid: i for i, gid in enumerate(report.sections)}  # notebook order
+    for gid in sorted(verdicts, key=lambda g: position.get(g, len(position))):
+        if report.sections.get(gid, section) != section:
+            section = report.sections[gid]
+            lines.append(section)
+        lines.append(verdicts[gid])
     for gid in report.unanswered:
         lines.append(f"  TODO  answer {gid!r} is not written yet")
     for gid, why in report.answer_errors:

@@ -99,6 +99,14 @@ def test_validate_report_names_broken_answers_and_unwritten_ones():
     assert not ValidationReport().ok and "(no visible test ran)" in format_report(ValidationReport())
 
 
+def test_validate_lists_tests_in_notebook_order_under_their_parts():
+    report = ValidationReport(passed=[("test_a", 1.0), ("test_c", 1.0)], failed=[("test_b", 2.0, "AssertionError: no")],
+                              sections={"test_a": "Part 1: a", "test_b": "Part 1: a", "test_c": "Part 2: c"})
+    assert format_report(report).splitlines()[:5] == [
+        "Part 1: a", "  PASS  test_a (1 pt)", "  FAIL  test_b (2 pt): AssertionError: no", "Part 2: c",
+        "  PASS  test_c (1 pt)"]
+
+
 def test_help_explains_every_argument(capsys):
     parser = cli.parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
