@@ -4,6 +4,9 @@ Every test cell, read-only cell and instruction comes from the source (hidden te
 included), in the source's order, matched by nbgrader ``grade_id``; only the student's
 answer cells, and code cells they added of their own, come from the submission. Editing,
 deleting, reordering or stripping the metadata of a test cell therefore changes nothing.
+An added cell runs where the student put it: after the source cell (answer, test or
+read-only) it followed, so a cell written below a test runs after that test, as it did
+for the student and for ``validate``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import nbformat
 from autograder.cells import grade_id, is_answer
 from autograder.source import Assignment
 
-MISSING_ANSWER = "raise NotImplementedError('answer cell {gid!r} is missing from the submission')"
+MISSING_ANSWER = 'raise NotImplementedError("answer cell {gid!r} is missing from the submission")'
 
 
 class WrongAssignmentError(ValueError):
@@ -46,9 +49,9 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
             answers[gid] = cell
             anchor = gid
         elif gid in source_ids:
-            continue  # a test or read-only cell: always taken from the source
+            anchor = gid  # a test or read-only cell: always taken from the source
         elif cell.cell_type == "code" and cell.get("source", "").strip():
-            # A cell the student added (helpers, imports): kept, after the answer it followed.
+            # A cell the student added (helpers, imports, experiments): kept after the cell it followed.
             extras.setdefault(anchor, []).append(cell)
     if assignment.answer_ids and not answers:
         raise WrongAssignmentError(
@@ -56,25 +59,20 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
             f"({', '.join(assignment.answer_ids)}): is it the notebook of another assignment, "
             "or was it re-created without the cell metadata?"
         )
-    cells: list[nbformat.NotebookNode] = []
-    first_answer = True
+    cells = [_clean(c) for c in extras.get(None, [])]  # added above every source cell
     for source_cell in assignment.notebook.cells:
         gid = grade_id(source_cell)
+        cell = _clean(source_cell)
         if gid in assignment.answer_ids and is_answer(source_cell):
-            if first_answer:
-                cells += [_clean(c) for c in extras.get(None, [])]
-                first_answer = False
             student = answers.get(gid)
-            cell = _clean(source_cell)
             if student is None or student.cell_type != source_cell.cell_type:
-                notes.append(f"answer cell {gid!r} is missing from the submission (it scores 0)")
+                notes.append(f"answer cell {gid!r} is missing from the submission")
                 cell.source = MISSING_ANSWER.format(gid=gid) if cell.cell_type == "code" else ""
             else:
                 cell.source = student.get("source", "")
-            cells.append(cell)
+        cells.append(cell)
+        if gid is not None:
             cells += [_clean(c) for c in extras.get(gid, [])]
-        else:
-            cells.append(_clean(source_cell))
     for index, cell in enumerate(cells):
         cell["id"] = f"cell-{index}"  # fresh ids: student cells may reuse the source's
     return nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(assignment.notebook.metadata)), notes

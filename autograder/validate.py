@@ -109,14 +109,16 @@ def format_report(report: ValidationReport) -> str:
             lines.append(section)
         lines.append(verdicts[gid])
     for gid in report.unanswered:
-        lines.append(f"  TODO  answer {gid!r} is not written yet")
+        lines.append(f"  TODO  answer {gid!r} is not written yet (its cell still holds the stub; the grader "
+                     "takes answers from their own cells)")
     for gid, why in report.answer_errors:
         lines.append(f"  ERROR answer {gid!r} raised {why}")
     for gid in report.missing_tests:
         lines.append(f"  GONE  test {gid!r} was deleted from your notebook: grading restores and runs it")
     for gid in report.missing_answers:
         lines.append(f"  GONE  answer cell {gid!r} is missing (deleted, or re-created without its id): the "
-                     "grader would score it 0; write the answer in that cell of the downloaded notebook")
+                     "grader puts a cell that raises NotImplementedError in its place; write the answer in that "
+                     "cell of the downloaded notebook")
     for problem in report.problems:
         lines.append(f"  NOTE  {problem}")
     if not (report.passed or report.failed):

@@ -90,8 +90,23 @@ def test_assemble_rejects_another_assignment(course):
 def test_missing_answer_is_noted(course):
     nb, _ = read_submission(SUBMISSIONS / "missing_answer.ipynb", Limits())
     built, notes = assemble(load_assignment(course, "tiny"), nb)
-    assert notes == ["answer cell 'mean' is missing from the submission (it scores 0)"]
-    assert "NotImplementedError" in next(c.source for c in built.cells if grade_id(c) == "mean")
+    assert notes == ["answer cell 'mean' is missing from the submission"]
+    placeholder = next(c.source for c in built.cells if grade_id(c) == "mean")
+    with pytest.raises(NotImplementedError, match="answer cell 'mean' is missing from the submission"):
+        exec(compile(placeholder, "placeholder", "exec"), {})  # valid Python that says what happened
+
+
+def test_an_added_cell_runs_where_the_student_put_it(course):
+    """A cell below a test runs after that test, as in the student's own run (and validate's):
+    an experiment that redefines an answer must not change the test above it."""
+    assignment = load_assignment(course, "tiny")
+    nb, _ = read_submission(SUBMISSIONS / "correct.ipynb", Limits())
+    position = [grade_id(c) for c in nb.cells].index("test_double")
+    nb.cells.insert(position + 1, nbformat.v4.new_code_cell("def double(x):\n    return 'experiment'"))
+    built, _ = assemble(assignment, nb)
+    sources = [c.source for c in built.cells]
+    ids = [grade_id(c) for c in built.cells]
+    assert sources.index("def double(x):\n    return 'experiment'") == ids.index("test_double") + 1
 
 
 def test_compare_tensors():
