@@ -72,7 +72,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         score, pending = report.standings.get(r.student, (r.score, r.needs_manual_grading))
         manual = "+" if pending else " "
         status = r.status + unchanged
-        print(f"{r.student:<{width}}  {score:5g}/{r.max_score:<4g}{manual}  {status:<9} {'; '.join(r.problems)[:120]}")
+        print(f"{r.student:<{width}}  {round(score, 2):5g}/{r.max_score:<4g}{manual}  {status:<9} {'; '.join(r.problems)[:120]}")
     print("(scores as the gradebook holds them, manual grades included; +: written answers await grading)")
     if report.unchanged:
         print(f"(*: unchanged since it was graded, not run again; --force regrades: {len(report.unchanged)})")

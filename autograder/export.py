@@ -105,7 +105,7 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
     figures.append(("Time per submission", _png(fig)))
     report = course.exports / f"{name}-report.html"
     table = "".join(
-        f"<tr><td>{html.escape(r.student)}</td><td>{r.total:g}</td><td>{html.escape(r.status)}</td>"
+        f"<tr><td>{html.escape(r.student)}</td><td>{round(r.total, 2):g}</td><td>{html.escape(r.status)}</td>"
         f"<td>{r.seconds:.1f}</td><td>{html.escape(r.problems)}</td></tr>" for r in rows
     )
     body = "".join(f"<h2>{t}</h2><img alt='{t}' src='data:image/png;base64,{data}'>" for t, data in figures)

@@ -36,7 +36,7 @@ def feedback(course: Course, name: str) -> list[Path]:
                     score, comment = cell.score, None
                 total += score or 0.0
                 status = "open" if score is None else ("pass" if score >= cell.points else "fail")
-                shown = "awaiting grading" if score is None else f"{score:g} / {cell.points:g}"
+                shown = "awaiting grading" if score is None else f"{round(score, 2):g} / {cell.points:g}"
                 failed = [k for k in cell.checks if not k.passed]
                 unrecorded = [k for k in failed if k.message.startswith("not recorded")]
                 if cell.error and unrecorded == failed and len(failed) > 1:  # one line, not one per check
@@ -57,7 +57,7 @@ def feedback(course: Course, name: str) -> list[Path]:
             problems = "".join(f"<li>{html.escape(p)}</li>" for p in result.problems + result.notes)
             page = (
                 f"<!doctype html><meta charset='utf-8'><title>{name}: feedback for {html.escape(result.student)}</title>"
-                f"<style>{STYLE}</style><h1>{html.escape(name)}: {total:g} / {assignment.max_score:g}</h1>"
+                f"<style>{STYLE}</style><h1>{html.escape(name)}: {round(total, 2):g} / {assignment.max_score:g}</h1>"
                 f"<p>Student <b>{html.escape(result.student)}</b>. Each test's points are split evenly over its checks.</p>"
                 + (f"<h2>About your submission</h2><ul>{problems}</ul>" if problems else "")
                 + f"<h2>Questions</h2><table><tr><th>question</th><th>score</th><th>what to look at</th></tr>{''.join(rows)}</table>"

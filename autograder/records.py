@@ -170,6 +170,18 @@ def _expected_and_got(ref: dict[str, Any], got: dict[str, Any], rtol: float, ato
     return ""  # bool: the message shows both
 
 
+def _raised(ref: dict[str, Any], got: dict[str, Any], visible: bool) -> str:
+    """What a test's ``result_of`` caught, when it recorded an error instead of a value.
+
+    Only the exception's type for hidden checks: its message could quote hidden inputs.
+    """
+    text = got.get("value")
+    if got.get("kind") != "str" or ref.get("kind") == "str" or not str(text).startswith("error: "):
+        return ""
+    error = str(text).removeprefix("error: ")
+    return f"the computation raised {error[:300] if visible else error.split(':')[0]}"
+
+
 def compare(reference: dict[str, Any], student: list[dict[str, Any]], visible: bool = False) -> CheckResult:
     """Judge the student's records named like ``reference`` (all records with that name).
 
@@ -198,6 +210,9 @@ def compare(reference: dict[str, Any], student: list[dict[str, Any]], visible: b
         if at_most is not None and value > float(at_most):
             return CheckResult(name, False, f"got {value:.4g}, needs at most {float(at_most):g}")
         return CheckResult(name, True, f"{value:.4g}")
+    raised = _raised(reference["value"], got, visible)
+    if raised:
+        return CheckResult(name, False, raised)
     try:
         problem = _compare_values(reference["value"], got, rtol, atol)
         if problem and visible:

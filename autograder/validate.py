@@ -126,5 +126,6 @@ def format_report(report: ValidationReport) -> str:
     else:
         verdict = "all visible tests pass" if report.ok else "not ready"
     lines.append(f"{len(report.passed)} passed, {len(report.failed)} failed ({verdict}). "
-                 "Hidden tests run only when your instructor grades.")
+                 "Hidden tests run only when your instructor grades; a test's points are split evenly over its "
+                 "checks, hidden ones included, so a failing test may still earn part of them.")
     return "\n".join(lines)

@@ -142,6 +142,15 @@ def test_visible_checks_show_the_expected_value_and_hidden_ones_never_do():
     assert compare(nested, got_nested).message == "item [0][1]: the value differs from the expected one"
 
 
+def test_a_recorded_error_says_what_was_raised_with_its_message_only_if_visible():
+    expected = ref(tensor(np.array([1.0, 2.0])))
+    error = [{"value": {"kind": "str", "value": "error: ValueError: shape (7, 4) is wrong"}}]
+    assert compare(expected, error, visible=True).message == "the computation raised ValueError: shape (7, 4) is wrong"
+    assert compare(expected, error).message == "the computation raised ValueError"  # a hidden input stays hidden
+    text = ref({"kind": "str", "value": "error: ValueError: bad"})  # an error the solution also raised
+    assert compare(text, [{"value": {"kind": "str", "value": "error: ValueError: bad"}}]).passed
+
+
 def test_only_literal_check_names_outside_hidden_tests_are_visible(course):
     cells = {c.grade_id: c for c in load_assignment(course, "tiny").graded_cells}
     assert cells["test_double"].visible_checks == frozenset({"double/3"})
