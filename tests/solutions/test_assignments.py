@@ -164,3 +164,18 @@ def test_a_failing_visible_assert_costs_only_its_own_checks(tmp_path):
     assert "KL must be inf" in kl.error
     assert [k.name for k in kl.checks if not k.passed] == ["kl/p_zero_where_q_positive"]
     assert kl.score == pytest.approx(kl.points * (len(kl.checks) - 1) / len(kl.checks), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_softmax_calling_torch_softmax_loses_exactly_that_check(tmp_path):
+    """The rules forbid torch's softmax inside the graded softmax: right values, one check lost."""
+    course = course_with(tmp_path, "softmax")
+    student = nbformat.read(course.solutions / "softmax" / "softmax.ipynb", as_version=4)
+    (cell,) = [c for c in student.cells if grade_id(c) == "softmax"]
+    cell.source = "def softmax(X):\n    return torch.softmax(X, dim=1)"
+    target = course.submitted / "shortcut" / "softmax" / "softmax.ipynb"
+    target.parent.mkdir(parents=True)
+    nbformat.write(student, target)
+    (result,) = grade(course, "softmax", GradeOptions(workers=1, progress=False, device="cpu")).results
+    failed = [(c.grade_id, k.name) for c in result.cells for k in c.checks if not k.passed]
+    assert failed == [("test_softmax", "softmax/calls_no_torch_softmax")]
