@@ -27,6 +27,24 @@ def course_with(tmp_path: Path, name: str) -> Course:
     return Course(root, limits=Limits(cell_timeout=300, notebook_timeout=600))
 
 
+def grade_edited_solution(tmp_path: Path, name: str, answers: dict[str, str]):
+    """The result of grading the solution of ``name`` with some answer cells' sources replaced."""
+    course = course_with(tmp_path, name)
+    student = nbformat.read(course.solutions / name / f"{name}.ipynb", as_version=4)
+    cells = {grade_id(c): c for c in student.cells}
+    for gid, source in answers.items():
+        cells[gid].source = source
+    target = course.submitted / "student" / name / f"{name}.ipynb"
+    target.parent.mkdir(parents=True)
+    nbformat.write(student, target)
+    (result,) = grade(course, name, GradeOptions(workers=1, progress=False, device="cpu")).results
+    return result
+
+
+def failed_checks(result) -> list[tuple[str, str]]:
+    return [(c.grade_id, k.name) for c in result.cells for k in c.checks if not k.passed]
+
+
 def test_there_are_assignments():
     assert "softmax" in ASSIGNMENTS
 
@@ -125,20 +143,10 @@ def test_softmax_training_quality_is_measured_by_the_grader(tmp_path):
 def test_inference_functions_imported_from_lib_lose_the_module_check(tmp_path):
     """The rules forbid importing lib's versions of the graded functions; a submission that
     does gets every value right and loses exactly the hidden check of where they come from."""
-    course = course_with(tmp_path, "inference")
-    copier = nbformat.read(course.solutions / "inference" / "inference.ipynb", as_version=4)
     homes = {"rbm_hidden_posterior": "lib.inference", "rbm_log_partition_bruteforce": "lib.inference",
              "kl_divergence": "lib.em", "elbo": "lib.em", "em_step": "lib.em"}
-    replaced = [c for c in copier.cells if grade_id(c) in homes]
-    assert len(replaced) == len(homes)
-    for cell in replaced:
-        cell.source = f"from {homes[grade_id(cell)]} import {grade_id(cell)}"
-    target = course.submitted / "copier" / "inference" / "inference.ipynb"
-    target.parent.mkdir(parents=True)
-    nbformat.write(copier, target)
-    (result,) = grade(course, "inference", GradeOptions(workers=1, progress=False, device="cpu")).results
-    failed = [(c.grade_id, k.name) for c in result.cells for k in c.checks if not k.passed]
-    assert failed == [("test_em_monotone", "em/functions_defined_in_notebook")]
+    result = grade_edited_solution(tmp_path, "inference", {gid: f"from {home} import {gid}" for gid, home in homes.items()})
+    assert failed_checks(result) == [("test_em_monotone", "em/functions_defined_in_notebook")]
     cell = {c.grade_id: c for c in result.cells}["test_em_monotone"]
     auto_max = sum(c.points for c in result.cells if c.kind == "auto")
     assert result.score == pytest.approx(auto_max - cell.points / len(cell.checks), abs=1e-4)  # scores: 4 decimals
@@ -149,17 +157,12 @@ def test_a_failing_visible_assert_costs_only_its_own_checks(tmp_path):
     """In inference's tests the visible asserts run after every check is recorded: a KL that
     returns NaN instead of inf where p_k = 0 < q_k loses that one check, and its values
     elsewhere still earn theirs (the assert used to stop the cell before any check)."""
-    course = course_with(tmp_path, "inference")
-    student = nbformat.read(course.solutions / "inference" / "inference.ipynb", as_version=4)
-    (cell,) = [c for c in student.cells if grade_id(c) == "kl_divergence"]
-    cell.source = cell.source.replace("def kl_divergence(q, p):", "def _correct_kl(q, p):") + (
-        "\n\ndef kl_divergence(q, p):\n"
-        "    out = _correct_kl(q, p)\n"
+    nan_for_inf = (
+        "def kl_divergence(q, p):\n"
+        "    terms = torch.where(q > 0, q * (torch.log(q) - torch.log(p)), torch.zeros_like(q))\n"
+        "    out = terms.sum(-1)\n"
         "    return torch.where(torch.isinf(out), torch.full_like(out, float('nan')), out)\n")
-    target = course.submitted / "nan" / "inference" / "inference.ipynb"
-    target.parent.mkdir(parents=True)
-    nbformat.write(student, target)
-    (result,) = grade(course, "inference", GradeOptions(workers=1, progress=False, device="cpu")).results
+    result = grade_edited_solution(tmp_path, "inference", {"kl_divergence": nan_for_inf})
     kl = {c.grade_id: c for c in result.cells}["test_kl_divergence"]
     assert "KL must be inf" in kl.error
     assert [k.name for k in kl.checks if not k.passed] == ["kl/p_zero_where_q_positive"]
@@ -169,13 +172,5 @@ def test_a_failing_visible_assert_costs_only_its_own_checks(tmp_path):
 @pytest.mark.slow
 def test_softmax_calling_torch_softmax_loses_exactly_that_check(tmp_path):
     """The rules forbid torch's softmax inside the graded softmax: right values, one check lost."""
-    course = course_with(tmp_path, "softmax")
-    student = nbformat.read(course.solutions / "softmax" / "softmax.ipynb", as_version=4)
-    (cell,) = [c for c in student.cells if grade_id(c) == "softmax"]
-    cell.source = "def softmax(X):\n    return torch.softmax(X, dim=1)"
-    target = course.submitted / "shortcut" / "softmax" / "softmax.ipynb"
-    target.parent.mkdir(parents=True)
-    nbformat.write(student, target)
-    (result,) = grade(course, "softmax", GradeOptions(workers=1, progress=False, device="cpu")).results
-    failed = [(c.grade_id, k.name) for c in result.cells for k in c.checks if not k.passed]
-    assert failed == [("test_softmax", "softmax/calls_no_torch_softmax")]
+    result = grade_edited_solution(tmp_path, "softmax", {"softmax": "def softmax(X):\n    return torch.softmax(X, dim=1)"})
+    assert failed_checks(result) == [("test_softmax", "softmax/calls_no_torch_softmax")]
