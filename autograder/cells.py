@@ -36,6 +36,15 @@ def is_manual(cell: NotebookNode) -> bool:
     return is_graded(cell) and is_answer(cell)
 
 
+def part_heading(cell: NotebookNode) -> str | None:
+    """The title of a ``## ...`` markdown cell (a part of the assignment), else None.
+
+    ``# ...`` is the notebook's own title, not a part.
+    """
+    first = cell.source.lstrip().splitlines()[0] if cell.cell_type == "markdown" and cell.source.strip() else ""
+    return first.lstrip("#").strip() if first.startswith("##") else None
+
+
 def points(cell: NotebookNode) -> float:
     try:
         return float(nbgrader_meta(cell).get("points", 0) or 0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.cells import grade_id, is_answer, is_autograded_test, is_manual, points
+from autograder.cells import grade_id, is_answer, is_autograded_test, is_manual, part_heading, points
 from autograder.config import Course
 
 CHECK_CALL = re.compile(r"\bcheck\(")
@@ -89,9 +89,8 @@ def load_assignment(course: Course, name: str) -> Assignment:
     answers: list[str] = []
     section = ""
     for index, cell in enumerate(nb.cells):
-        heading = cell.source.lstrip().splitlines()[0] if cell.cell_type == "markdown" and cell.source.strip() else ""
-        if heading.startswith("##"):  # a part of the assignment; "# ..." is the notebook's title
-            section = heading.lstrip("#").strip()
+        if (heading := part_heading(cell)) is not None:
+            section = heading
         gid = grade_id(cell)
         if gid is None:
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.cells import grade_id, is_answer, is_autograded_test, points, read_executed
+from autograder.cells import grade_id, is_answer, is_autograded_test, part_heading, points, read_executed
 from autograder.config import Limits
 from autograder.execute import ExecutionJob, execute
 from autograder.load import read_submission
@@ -70,9 +70,8 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
     section = ""
     for cell in read_executed(outcome.notebook).cells:
         gid = grade_id(cell)
-        heading = cell.source.lstrip().splitlines()[0] if cell.cell_type == "markdown" and cell.source.strip() else ""
-        if heading.startswith("##"):
-            section = heading.lstrip("#").strip()
+        if (heading := part_heading(cell)) is not None:
+            section = heading
         if cell.cell_type != "code" or gid is None:
             continue
         if is_autograded_test(cell):
