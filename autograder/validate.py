@@ -9,6 +9,7 @@ matched by their cells' ids, so a deleted or re-created cell counts as missing.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class ValidationReport:
     passed: list[tuple[str, float]] = field(default_factory=list)
     failed: list[tuple[str, float, str]] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
+    redefined: list[tuple[str, list[str]]] = field(default_factory=list)  # stubbed answers a later cell defines
     answer_errors: list[tuple[str, str]] = field(default_factory=list)  # (grade id, "Type: message")
     missing_tests: list[str] = field(default_factory=list)  # released with the notebook, deleted since
     missing_answers: list[str] = field(default_factory=list)  # answer cells the grader would not find
@@ -47,6 +49,32 @@ def _unwritten(cell) -> bool:
     return CODE_STUB in cell.source if cell.cell_type == "code" else cell.source.strip() in ("", TEXT_STUB)
 
 
+def _top_level_names(source: str, holding_stub: bool = False) -> set[str]:
+    """Functions and classes a cell defines; with ``holding_stub``, only those whose body still
+    holds the stub. Empty for source that does not parse (IPython magics, a syntax error)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {node.name for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            and (not holding_stub or CODE_STUB in (ast.get_source_segment(source, node) or ""))}
+
+
+def _redefined_later(cells: list, index: int) -> list[str]:
+    """The stubbed definitions of answer cell ``cells[index]`` if every one of them is defined
+    again further down before the next test, which then runs that definition, as the grader
+    does (assemble keeps added cells where the student put them); else []."""
+    stubbed = _top_level_names(cells[index].source, holding_stub=True)
+    later: set[str] = set()
+    for cell in cells[index + 1:]:
+        if is_autograded_test(cell):
+            break
+        if cell.cell_type == "code":
+            later |= _top_level_names(cell.source)
+    return sorted(stubbed) if stubbed and stubbed <= later else []
+
+
 def validate(path: Path, parameters: dict | None = None, limits: Limits | None = None) -> ValidationReport:
     limits = limits or Limits()
     report = ValidationReport()
@@ -64,7 +92,12 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
                                "answers by these ids and would find none; work in the notebook you downloaded")
     report.missing_tests = [str(t) for t in released.get("tests", []) if t not in present]
     report.missing_answers = [str(a) for a in released.get("answers", []) if a not in present]
-    report.unanswered = [grade_id(c) for c in nb.cells if is_answer(c) and _unwritten(c)]
+    for index, cell in enumerate(nb.cells):
+        if is_answer(cell) and _unwritten(cell):
+            if cell.cell_type == "code" and (names := _redefined_later(nb.cells, index)):
+                report.redefined.append((grade_id(cell), names))
+            else:
+                report.unanswered.append(grade_id(cell))
     if outcome.notebook is None:
         return report
     section = ""
@@ -110,6 +143,10 @@ def format_report(report: ValidationReport) -> str:
     for gid in report.unanswered:
         lines.append(f"  TODO  answer {gid!r} is not written yet (its cell still holds the stub; the grader "
                      "takes answers from their own cells)")
+    for gid, names in report.redefined:
+        lines.append(f"  NOTE  answer {gid!r} still holds the stub, but a cell of yours further down defines "
+                     f"{', '.join(names)} again: that definition is what the tests ran and what is graded "
+                     "(moving it into the answer cell is tidier)")
     for gid, why in report.answer_errors:
         lines.append(f"  ERROR answer {gid!r} raised {why}")
     for gid in report.missing_tests:

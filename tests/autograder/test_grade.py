@@ -179,6 +179,21 @@ def test_validate_finds_unwritten_stubs_and_cells_the_grader_would_not_find(cour
     untouched = validate(path)  # the stubs sit inside functions: running them raises nothing
     assert untouched.unanswered == ["double", "mean", "q_mean"] and not untouched.ok
 
+    # 'double' written in a cell of the student's own below the stub: the test runs it, and so would the grader
+    own = nbformat.v4.new_code_cell("def double(x):\n    return 2 * x")
+    below = released.copy()
+    below.cells = [*released.cells[:4], own, *released.cells[4:]]
+    nbformat.write(below, path)
+    redefined = validate(path)
+    assert redefined.redefined == [("double", ["double"])] and redefined.unanswered == ["mean", "q_mean"]
+    assert ("test_double", 2.0) in redefined.passed
+    assert "a cell of yours further down defines double again" in format_report(redefined)
+    below.cells = [*released.cells[:5], own, *released.cells[5:]]  # after the test: the test ran the stub
+    nbformat.write(below, path)
+    too_late = validate(path)
+    assert too_late.redefined == [] and too_late.unanswered == ["double", "mean", "q_mean"]
+    assert [gid for gid, _, _ in too_late.failed] == ["test_double", "test_mean"]
+
     for cell in released.cells:  # the student retypes the 'mean' answer in a new cell
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "mean":
             cell.metadata = {}
