@@ -12,6 +12,9 @@ and the d2l step follows ``d2l.Trainer``: its masked loss, ``Trainer.clip_gradie
 a default ``torch.optim.Adam``, without the live plot.
 
 Run: ``python -m benchmarks.transformer_speed [--device cuda] [--steps 60] [--compile [--compile-mode reduce-overhead]] [--floor]``.
+``--floor`` adds two rows that are not models but bounds: lib's step with attention and dropout
+removed, and with each attention and dropout call replaced by an autograd call that computes
+nothing (the fastest any compiled kernel could be, since it still has to be called).
 Tokens per second count source plus target positions (padding included) of each batch.
 """
 
@@ -29,6 +32,7 @@ from torch.nn import functional as F
 
 from lib.attention import MultiHeadAttention
 from lib.device import resolve_device, seed_everything
+from lib.dropout import Dropout
 from lib.transformer import Transformer, TransformerConfig, masked_cross_entropy, teacher_forcing
 from lib.translation import load_translation
 
@@ -116,6 +120,35 @@ def lib_step(model, optimizer, batch, bos: int) -> None:
     optimizer.step()
 
 
+class _CallOnly(torch.autograd.Function):
+    """A kernel that computes nothing: its output is a copy of its last input, its gradient
+    flows back unchanged. What remains is the cost of calling a kernel at all."""
+
+    @staticmethod
+    def forward(ctx, *inputs: torch.Tensor) -> torch.Tensor:
+        ctx.count = len(inputs)
+        return inputs[-1].clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (grad,) * ctx.count
+
+
+def lib_without_attention(src_vocab: int, tgt_vocab: int, cfg: TransformerConfig, device: torch.device,
+                          call_only: bool) -> Transformer:
+    """lib's model with attention and dropout removed (``call_only``: replaced by kernels that
+    cost only their call, :class:`_CallOnly`), so each query gets its own position's value."""
+    model = Transformer(src_vocab, tgt_vocab, cfg if call_only else replace(cfg, dropout=0.0)).to(device).train()
+    for layer in model.modules():
+        if isinstance(layer, MultiHeadAttention) and call_only:
+            layer.attend = lambda q, k, v, valid_lens, causal: (_CallOnly.apply(q, k, v[:, :, :q.shape[2]]), None)
+        elif isinstance(layer, MultiHeadAttention):
+            layer.attend = lambda q, k, v, valid_lens, causal: (v[:, :, :q.shape[2]], None)
+        elif isinstance(layer, Dropout) and call_only:
+            layer.forward = lambda X: _CallOnly.apply(X)
+    return model
+
+
 def time_steps(steps: dict[str, Callable], batches, device: torch.device, num_steps: int,
                rounds: int = 5) -> dict[str, tuple[float, float]]:
     """Seconds per step, wall clock and CPU time, of each candidate: best of ``rounds``.
@@ -154,8 +187,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile mode; reduce-overhead replays CUDA graphs on a GPU")
     parser.add_argument("--floor", action="store_true",
-                        help="also time lib's step with attention and dropout removed (not a model: "
-                             "the cost of everything else, so the best ratio any attention could give)")
+                        help="also time lib's step with attention and dropout removed, and with both "
+                             "replaced by kernels that compute nothing (not models: the best ratio any "
+                             "attention and dropout kernels could give)")
     parser.add_argument("--source", default="offline", choices=["auto", "download", "offline"])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (tiny ops: 1 is fastest)")
     args = parser.parse_args(argv)
@@ -196,12 +230,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"torch.compile: first step (compilation) took {time.perf_counter() - start:.1f} s")
         steps["lib, compiled"] = lambda b: lib_step(compiled, our_opt, b, bos)
     if args.floor:
-        rest = Transformer(src_v, tgt_v, replace(cfg, dropout=0.0)).to(device).train()
-        for layer in rest.modules():
-            if isinstance(layer, MultiHeadAttention):  # each query gets its own position's value
-                layer.attend = lambda q, k, v, valid_lens, causal: (v[:, :, :q.shape[2]], None)
-        rest_opt = torch.optim.Adam(rest.parameters(), lr=0.005, fused=True)
-        steps["lib, no attention/dropout"] = lambda b: lib_step(rest, rest_opt, b, bos)
+        for name, call_only in (("lib, call-only kernels", True), ("lib, no attention/dropout", False)):
+            rest = lib_without_attention(src_v, tgt_v, cfg, device, call_only)
+            rest_opt = torch.optim.Adam(rest.parameters(), lr=0.005, fused=True)
+            steps[name] = lambda b, model=rest, opt=rest_opt: lib_step(model, opt, b, bos)
     results = time_steps(steps, batches, device, args.steps)
 
     tokens = args.batch_size * 2 * args.num_steps
