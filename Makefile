@@ -23,7 +23,9 @@ help:
 	@echo "make serve      serve _build/html on http://127.0.0.1:$(PORT)"
 	@echo "make release    student versions of every assignment into release/"
 	@echo "make lint       ruff"
-	@echo "make clean      remove build outputs (keeps .venv)"
+	@echo "make env        create .venv (book and test do it when missing)"
+	@echo "make clean      remove build outputs (keeps .venv and grading results)"
+	@echo "make clean-all  also remove .venv and _vendor"
 
 env: $(ENV_STAMP)
 
@@ -78,8 +80,9 @@ lint: $(ENV_STAMP)
 release: $(ENV_STAMP)
 	$(BIN)/python -m autograder release $(ASSIGNMENT)
 
+# Build outputs only: autograded/, feedback/, exports/ and gradebook.db are grading results.
 clean:
-	rm -rf _build release autograded feedback exports .pytest_cache
+	rm -rf _build release .pytest_cache
 
 clean-all: clean
 	rm -rf $(VENV) _vendor

@@ -33,6 +33,13 @@ def _clean(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return cell
 
 
+def _added(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A cell the student added, with its code only: its metadata could carry tags that
+    papermill and nbclient act on ("parameters" would move where the grader's parameters are
+    injected, "skip-execution" or "raises-exception" would change how cells run)."""
+    return nbformat.v4.new_code_cell(cell.get("source", ""))
+
+
 def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[str]]:
     """Return the notebook to execute and notes about what was taken or missing."""
     notes: list[str] = []
@@ -59,7 +66,7 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
             f"({', '.join(assignment.answer_ids)}): is it the notebook of another assignment, "
             "or was it re-created without the cell metadata?"
         )
-    cells = [_clean(c) for c in extras.get(None, [])]  # added above every source cell
+    cells = [_added(c) for c in extras.get(None, [])]  # added above every source cell
     for source_cell in assignment.notebook.cells:
         gid = grade_id(source_cell)
         cell = _clean(source_cell)
@@ -72,7 +79,7 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
                 cell.source = student.get("source", "")
         cells.append(cell)
         if gid is not None:
-            cells += [_clean(c) for c in extras.get(gid, [])]
+            cells += [_added(c) for c in extras.get(gid, [])]
     for index, cell in enumerate(cells):
         cell["id"] = f"cell-{index}"  # fresh ids: student cells may reuse the source's
     return nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(assignment.notebook.metadata)), notes

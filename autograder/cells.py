@@ -31,6 +31,12 @@ def is_autograded_test(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and is_graded(cell) and not is_answer(cell)
 
 
+def is_given(cell: NotebookNode) -> bool:
+    """Read-only code the assignment provides (loading data, a training run), no points."""
+    meta = nbgrader_meta(cell)
+    return cell.cell_type == "code" and bool(meta.get("locked")) and not meta.get("grade") and not meta.get("solution")
+
+
 def is_manual(cell: NotebookNode) -> bool:
     """A graded answer cell: an instructor scores it by hand."""
     return is_graded(cell) and is_answer(cell)

@@ -1,8 +1,8 @@
 """The command line: ``python -m autograder COMMAND`` (also ``course-grader COMMAND``).
 
 Run from the course root (or pass ``--course``). Exit status: 0 when everything went
-well; for ``grade``, the number of submissions with problems (earlier runs' included, at
-most 100); 2 for usage or configuration errors; 130 when interrupted (Ctrl-C).
+well; 1 when something needs attention (for ``grade``: a submission with problems, earlier
+runs' included); 2 for usage or configuration errors; 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 from autograder.config import Course, Limits
 
 EPILOG = """Run from the course root (or pass --course). Exit status: 0 when everything went well;
-for grade, the number of submissions with problems (earlier runs' included, at most 100);
-for collect and validate, 1 when something needs attention; 2 for usage or configuration
-errors; 130 when interrupted (grade keeps what it recorded: run it again to continue)."""
+1 when something needs attention (grade: a submission with problems, earlier runs' included;
+the table says which); 2 for usage or configuration errors, never for a submission;
+130 when interrupted (grade keeps what it recorded: run it again to continue)."""
 
 
 def _course(args: argparse.Namespace) -> Course:
@@ -78,22 +78,24 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"(*: unchanged since it was graded, not run again; --force regrades: {len(report.unchanged)})")
     problems = len(report.problems)
     print(f"{len(report.results)} graded now, {len(report.unchanged)} unchanged, {problems} with problems")
-    return min(problems, 100)
+    return 1 if problems else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from autograder.load import SubmissionError
     from autograder.validate import format_report, validate
 
-    if not Path(args.notebook).is_file():
-        print(f"{args.notebook}: not a notebook file", file=sys.stderr)
+    path = Path(args.notebook)
+    if not path.is_file():
+        print(f"{args.notebook}: {'a folder, not a notebook file' if path.is_dir() else 'no such file'}",
+              file=sys.stderr)
         return 2
     try:
         parameters = {"quick": not args.full, **({"data_source": args.data_source} if args.data_source else {})}
-        report = validate(Path(args.notebook), parameters)  # as grade runs it
-    except SubmissionError as exc:
+        report = validate(path, parameters)  # as grade runs it
+    except SubmissionError as exc:  # the file is there but cannot be graded: it needs attention (1)
         print(f"{args.notebook}: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(format_report(report))
     return 0 if report.ok else 1
 
@@ -102,7 +104,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     from autograder.feedback import feedback
 
     paths = feedback(_course(args), args.assignment)
-    print(f"wrote {len(paths)} feedback pages under {_course(args).feedback}")
+    print(f"wrote {len(paths)} feedback page{'' if len(paths) == 1 else 's'} under {_course(args).feedback}")
     return 0
 
 
@@ -119,21 +121,28 @@ def parser() -> argparse.ArgumentParser:
                                 description="Release, collect, grade, give feedback on and export notebook "
                                             "assignments (sources in solutions/<assignment>/).",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--course", default=".", help="course root (default: current folder)")
-    p.add_argument("--db", default="", help="gradebook URL (default: sqlite:///<course>/gradebook.db)")
+    course_help = "course root (default: current folder)"
+    db_help = "gradebook URL (default: $AUTOGRADER_DB_URL, else sqlite:///<course>/gradebook.db)"
+    p.add_argument("--course", default=".", help=course_help)
+    p.add_argument("--db", default="", help=db_help)
+    # The same two options after the command (grade softmax --db ...), where people also put them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--course", default=argparse.SUPPRESS, help=course_help)
+    common.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("release", help="student versions of one or all assignments into release/")
+    s = sub.add_parser("release", parents=[common], help="student versions of one or all assignments into release/")
     s.add_argument("assignment", nargs="?", help="name under solutions/ (default: every assignment)")
     s.set_defaults(func=cmd_release)
 
-    s = sub.add_parser("collect", help="import submissions from a folder or an LMS zip")
+    s = sub.add_parser("collect", parents=[common], help="import submissions from a folder or an LMS zip")
     s.add_argument("path", help="an LMS zip, a submitted/<student>/<assignment>/ tree, or a folder of "
                                 "<student>_<assignment>.ipynb files")
-    s.add_argument("--assignment", help="only this assignment")
+    s.add_argument("--assignment", help="only this assignment; also the assignment of files students named freely "
+                                        "(Moodle, or Canvas's name_userid_fileid_ files)")
     s.set_defaults(func=cmd_collect)
 
-    s = sub.add_parser("grade", help="execute and score submissions")
+    s = sub.add_parser("grade", parents=[common], help="execute and score submissions")
     s.add_argument("assignment", help="name under solutions/")
     s.add_argument("--students", nargs="+", help="only these students (default: everyone in submitted/)")
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -150,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="regrade submissions already graded")
     s.set_defaults(func=cmd_grade)
 
-    s = sub.add_parser("validate", help="run your notebook's visible tests before submitting")
+    s = sub.add_parser("validate", parents=[common], help="run your notebook's visible tests before submitting")
     s.add_argument("notebook", help="your .ipynb file")
     s.add_argument("--data-source", choices=["auto", "download", "offline"],
                    help="where datasets come from (default: the notebook's own setting)")
@@ -158,11 +167,11 @@ def parser() -> argparse.ArgumentParser:
                    help="full training runs (quick=False), as grade --full; default: the quick runs grade uses")
     s.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("feedback", help="an HTML feedback page per student")
+    s = sub.add_parser("feedback", parents=[common], help="an HTML feedback page per student")
     s.add_argument("assignment", help="name under solutions/")
     s.set_defaults(func=cmd_feedback)
 
-    s = sub.add_parser("export", help="CSV of grades and a report with plots")
+    s = sub.add_parser("export", parents=[common], help="CSV of grades and a report with plots")
     s.add_argument("assignment", help="name under solutions/")
     s.set_defaults(func=cmd_export)
     return p

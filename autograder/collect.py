@@ -2,7 +2,8 @@
 
 Accepts the layouts instructors really get, as a folder or a zip:
 
-- nbgrader's ``<student>/<assignment>/*.ipynb`` (its ``timestamp.txt`` is kept);
+- nbgrader's ``<student>/<assignment>/*.ipynb`` (its ``timestamp.txt`` is kept, and the
+  ``lms_id.txt`` of a tree that ``collect`` made);
 - a flat folder of ``<student>_<assignment>.ipynb``;
 - Canvas: ``doejane_1234_5678_softmax.ipynb``, ``doejane_LATE_1234_5678_softmax-1.ipynb``
   (student: the name before the first ``_``; ``_LATE_``: Canvas marked it late; the first
@@ -45,6 +46,7 @@ JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 JUNK_FOLDERS = {"__MACOSX", ".ipynb_checkpoints"}
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"  # nbgrader's
 NO_ASSIGNMENT = "names no known assignment"
+CANVAS = re.compile(r"^(?P<prefix>[A-Za-z0-9][A-Za-z0-9.-]*_(?:LATE_)?\d+_\d+)_")  # name_[LATE_]userid_fileid_
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, 
             return "has a folder name that is not a student id"
         return student, assignment, _trailing_attempt(rel.stem), False, ""
     named = _named(rel.stem, known)
+    canvas = CANVAS.match(rel.stem)
+    if named == NO_ASSIGNMENT and only and canvas:  # Canvas keeps the student's own file name after its ids
+        named = (canvas["prefix"], only, _trailing_attempt(rel.stem))
     if isinstance(named, str):
         return named
     prefix, assignment, attempt = named
@@ -168,8 +173,20 @@ def _is_junk(rel: Path) -> bool:
     return bool(JUNK_FOLDERS.intersection(rel.parts[:-1])) or rel.name in JUNK_NAMES or rel.name.startswith("._")
 
 
-def _is_nbgrader_timestamp(rel: Path, known: list[str]) -> bool:
-    return rel.name == "timestamp.txt" and len(rel.parts) >= 3 and rel.parts[-2] in known
+NBGRADER_FILES = ("timestamp.txt", "lms_id.txt")  # beside a notebook in nbgrader's layout (lms_id.txt: ours)
+
+
+def _is_nbgrader_file(rel: Path, known: list[str]) -> bool:
+    return rel.name in NBGRADER_FILES and len(rel.parts) >= 3 and rel.parts[-2] in known
+
+
+def _nbgrader_lms_id(folder: Path) -> str:
+    """The LMS id that an earlier ``collect`` kept beside a notebook, if any."""
+    try:
+        text = (folder / "lms_id.txt").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return text if STUDENT_ID.match(text) else ""
 
 
 def _choose(group: list[tuple[Submission, Path]]) -> tuple[tuple[Submission, Path] | None, str]:
@@ -240,7 +257,7 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
             if _is_junk(rel):
                 report.ignored.append(rel)
                 continue
-            if _is_nbgrader_timestamp(rel, known):
+            if _is_nbgrader_file(rel, known):
                 continue  # read with the notebook beside it
             if path.suffix.lower() != ".ipynb":
                 report.problems.append(f"{rel}: not a notebook ({path.suffix or 'no extension'}); not imported")
@@ -256,6 +273,8 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
             nbgrader = len(rel.parts) >= 3 and rel.parts[-2] == assignment and rel.parts[-3] == student
             stamp = (_nbgrader_time(path.parent) if nbgrader else None) or datetime.fromtimestamp(
                 path.stat().st_mtime, tz=timezone.utc)
+            if nbgrader and not lms_id:  # a tree collect made (submitted/ itself, or a copy of it)
+                lms_id = _nbgrader_lms_id(path.parent)
             submission = Submission(student, assignment, rel, stamp, attempt, late, lms_id)
             groups.setdefault((student, assignment), []).append((submission, path))
         for (student, assignment), group in sorted(groups.items()):

@@ -1,9 +1,12 @@
-"""A papermill engine for grading: every cell runs, outputs are capped.
+"""A papermill engine for grading: every cell runs, outputs are capped, records are kept.
 
 papermill's stock engine stops at the first failing cell. Grading needs every test to run
 (a broken answer must not cost the points of later, independent questions), a timed-out
 cell interrupted rather than the notebook abandoned, and outputs bounded so that a cell
-printing gigabytes cannot exhaust the grader's memory.
+printing gigabytes cannot exhaust the grader's memory. After each cell the runner's
+:class:`~autograder.jobfiles.RecordCollector` takes the records that cell made, and the
+notebook so far is written to the grader's file: neither lives where the notebook's own
+code could rewrite it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from nbformat import NotebookNode
@@ -19,6 +21,7 @@ from nbformat.v4 import new_output
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 from papermill.utils import merge_kwargs, remove_args
+from traitlets import Any as AnyTrait
 from traitlets import Int
 
 ENGINE_NAME = "autograder"
@@ -29,6 +32,7 @@ class GradingClient(PapermillNotebookClient):
 
     max_cell_output_bytes = Int(2**20).tag(config=True)
     max_output_bytes = Int(16 * 2**20).tag(config=True)
+    records = AnyTrait(None)  # a RecordCollector, or None outside grading
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -37,12 +41,11 @@ class GradingClient(PapermillNotebookClient):
         self._truncated: set[int] = set()
 
     def execute_cell(self, cell: NotebookNode, cell_index: int, *args: Any, **kwargs: Any):
-        # Note how many check() records exist once each cell is done, so that a trusted
-        # (reference) run can attribute every record to the test cell that made it.
         try:
             return super().execute_cell(cell, cell_index, *args, **kwargs)
         finally:
-            cell.metadata["autograder"] = {"records_end": _count_records()}
+            if self.records is not None:  # what this cell recorded is this cell's, whatever comes later
+                self.records.collect(cell_index)
 
     def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, cell_index: int):
         size = len(str(msg.get("content", "")))
@@ -59,17 +62,6 @@ class GradingClient(PapermillNotebookClient):
         self._cell_bytes[cell_index] = used + size
         self._total_bytes += size
         return super().output(outs, msg, display_id, cell_index)
-
-
-def _count_records() -> int:
-    from autograder.checks import ENV_VAR, RECORDS_FILE
-
-    directory = os.environ.get(ENV_VAR)
-    path = Path(directory) / RECORDS_FILE if directory else None
-    if path is None or not path.is_file():
-        return 0
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
 
 
 class GradingEngine(NBClientEngine):
@@ -97,18 +89,29 @@ class GradingEngine(NBClientEngine):
             # waits (about a second per notebook) for a kernel that is killed anyway.
             shutdown_kernel="immediate",
         )
-        nb_man.save = functools.partial(_save_unvalidated, nb_man)
+        notebook_fd = final_kwargs.pop("notebook_fd", None)
+        nb_man.save = functools.partial(_save_unvalidated, nb_man, notebook_fd)
         return GradingClient(nb_man, **final_kwargs).execute()
 
 
-def _save_unvalidated(nb_man: NotebookExecutionManager, **kwargs: Any) -> None:
-    """papermill's save without its cost: papermill validates the whole notebook against
-    its schema and pretty-prints it (Python's slow JSON encoder) at the start and end of
-    every cell, about 0.7 s of CPU per notebook. The grader parses the file anyway."""
+def _save_unvalidated(nb_man: NotebookExecutionManager, fd: int | None, **kwargs: Any) -> None:
+    """Write the notebook so far to ``fd`` (the grader's file), as papermill saves after each
+    cell, without papermill's cost: it validates the whole notebook against its schema and
+    pretty-prints it (Python's slow JSON encoder) at the start and end of every cell, about
+    0.7 s of CPU per notebook. The grader parses the file anyway."""
     if "nb" in kwargs:
         nb_man.nb = kwargs["nb"]
-    if nb_man.output_path:
-        Path(nb_man.output_path).write_text(json.dumps(nb_man.nb, ensure_ascii=False, default=str), encoding="utf-8")
+    if fd is not None:
+        write_whole(fd, json.dumps(nb_man.nb, ensure_ascii=False, default=str).encode())
+
+
+def write_whole(fd: int, data: bytes) -> None:
+    """Replace the content of the file open as ``fd``."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.ftruncate(fd, len(data))
 
 
 def register() -> None:

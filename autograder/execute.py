@@ -8,14 +8,14 @@ same function runs in a local worker thread or on a remote Dask worker.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
-import errno
 import functools
 import json
 import os
 import resource
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -28,11 +28,13 @@ from typing import Any
 import psutil
 
 from autograder import gpu_memory, sandbox
-from autograder.checks import ENV_VAR, RECORDS_FILE
+from autograder.checks import ENV_VAR
 from autograder.config import Limits
+from autograder.jobfiles import MAX_RECORD_BYTES, MAX_RECORDS, TamperedFileError, parse_record_line, read_job_file
 
-MAX_RECORDS = 10_000
-MAX_RECORD_BYTES = 256 * 2**20  # checks.jsonl and its arrays together
+# What the runner writes through descriptors the grader opened (see autograder.runner),
+# and the one file the grader gives it to read.
+PRIVATE_FILES = {"input": "input.ipynb", "notebook": "output.ipynb", "records": "records.jsonl", "status": "status.json"}
 
 
 @dataclass
@@ -197,113 +199,69 @@ def _kill_tree(root_pid: int, session: int | None) -> None:
     psutil.wait_procs(victims, timeout=5)
 
 
-class TamperedFileError(Exception):
-    """A file the grader reads back from a job's directory is not what the runner wrote."""
-
-
-def read_job_file(workdir: Path, relative: str, limit: int, tail: bool = False) -> bytes | None:
-    """Read ``workdir/relative`` without trusting it: the sandboxed user owns everything there.
-
-    The grader runs as root outside the sandbox, so a symlink to ``/dev/zero``, a FIFO or
-    a link to the solutions must not be followed: no component may be a symlink, only a
-    regular file is read, and at most ``limit`` bytes (its last ``limit`` bytes when
-    ``tail``). Returns None when the file does not exist.
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    *folders, name = Path(relative).parts
-    fd = os.open(workdir, flags | os.O_DIRECTORY)
-    try:
-        for folder in folders:
-            fd, parent = os.open(folder, flags | os.O_DIRECTORY, dir_fd=fd), fd
-            os.close(parent)
-        fd, parent = os.open(name, flags | os.O_NONBLOCK, dir_fd=fd), fd
-        os.close(parent)
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise TamperedFileError(f"{relative} is not a regular file")
-        if info.st_size > limit:
-            if not tail:
-                raise TamperedFileError(f"{relative} is larger than {limit} bytes")
-            os.lseek(fd, info.st_size - limit, os.SEEK_SET)
-        chunks, left = [], limit
-        while left > 0 and (chunk := os.read(fd, min(left, 2**20))):
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:  # ELOOP: a symlink; ENOTDIR: a folder replaced by a file; ...
-        reason = {
-            errno.ELOOP: "is a symbolic link (not followed)",
-            errno.ENOTDIR: "passes through something that is not a folder (a symbolic link?)",
-        }.get(exc.errno, f"could not be read safely ({exc.strerror})")
-        raise TamperedFileError(f"{relative} {reason}") from None
-    finally:
-        os.close(fd)
-
-
-def read_records(raw: bytes | None, workdir: Path) -> list[dict[str, Any]]:
-    """Parse ``checks/checks.jsonl`` (``raw``, as read by :func:`read_job_file`) defensively:
-    it was written by untrusted code. Arrays are read from ``workdir/checks``."""
-    if raw is None:
-        return []
-    budget = [MAX_RECORD_BYTES - len(raw)]
+def read_records(raw: bytes | None) -> list[dict[str, Any]]:
+    """The runner's records file (see :class:`~autograder.jobfiles.RecordCollector`), parsed
+    defensively (its values came from the notebook): arrays back to ``.npy`` bytes."""
     records: list[dict[str, Any]] = []
-    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines()):
-        if len(records) >= MAX_RECORDS:
-            break
-        try:
-            record = json.loads(line)
-            name = str(record["name"])
-            value = _inline_arrays(record["value"], workdir, budget)
-        except (ValueError, KeyError, TypeError):
+    for line in (raw or b"").split(b"\n"):
+        record = parse_record_line(line)
+        if record is None or not isinstance(record.get("cell"), int) or len(records) >= MAX_RECORDS:
             continue
-        records.append({
-            "name": name,
-            "value": value,
-            "criteria": record.get("criteria") if isinstance(record.get("criteria"), dict) else {},
-            "line": number,  # position in the file: which cell wrote it (see score.cell_ranges)
-        })
+        try:
+            value = _decode_arrays(record["value"])
+        except (TypeError, ValueError, binascii.Error, RecursionError):
+            continue
+        criteria = record.get("criteria")
+        records.append({"name": str(record["name"]), "value": value, "cell": record["cell"],
+                        "criteria": criteria if isinstance(criteria, dict) else {}})
     return records
 
 
-def _inline_arrays(value: Any, workdir: Path, budget: list[int]) -> Any:
+def _decode_arrays(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise TypeError("record value must be an object")
-    if "file" in value:
-        name = Path(str(value["file"])).name  # no path tricks: only files in the checks dir
-        try:
-            data = read_job_file(workdir, f"checks/{name}", max(budget[0], 0))
-        except TamperedFileError:
-            data = None
-        if data is None:
-            raise TypeError("array file missing")
-        budget[0] -= len(data)
-        value = {**value, "npy": data}
-        del value["file"]
+        raise TypeError("a record's value must be an object")
+    if "npy_base64" in value:
+        value = {**value, "npy": base64.b64decode(str(value["npy_base64"]), validate=True)}
+        del value["npy_base64"]
     if value.get("kind") == "sequence":
-        value = {**value, "items": [_inline_arrays(v, workdir, budget) for v in value.get("items", [])]}
+        items = value.get("items")
+        value = {**value, "items": [_decode_arrays(v) for v in (items if isinstance(items, list) else [])]}
     return value
+
+
+def _read_private(path: Path, limit: int) -> bytes:
+    """A file of the grader's own that the runner wrote through a descriptor (at most ``limit`` bytes)."""
+    with open(path, "rb") as f:
+        return f.read(limit)
 
 
 def execute(job: ExecutionJob) -> ExecutionOutcome:
     """Run ``job`` in a fresh sandbox and return its outcome (never raises for bad notebooks)."""
     limits = job.limits
     workdir = Path(tempfile.mkdtemp(prefix="autograder-"))
+    # The grader's own files for this job (the grader's user only): the runner reads the
+    # notebook and writes its results through descriptors opened here.
+    private = Path(tempfile.mkdtemp(prefix="autograder-private-"))
     start = time.monotonic()
     lease = cgroup = spec_file = None
+    fds: dict[str, int] = {}
     isolate = isolated(warn=not job.own_work)
     try:
         if isolate:  # the job's own files live in RAM, capped: no submission can fill the disk
             sandbox.mount_scratch(workdir, 2 * limits.max_notebook_bytes + limits.max_output_bytes + MAX_RECORD_BYTES + 2**26)
         for sub in ("work", "home", "tmp", "runtime", "checks"):
             (workdir / sub).mkdir()
-        (workdir / "input.ipynb").write_text(job.notebook, encoding="utf-8")
+        (private / PRIVATE_FILES["input"]).write_text(job.notebook, encoding="utf-8")
+        fds = {name: os.open(private / file, os.O_RDONLY) if name == "input" else
+               os.open(private / file, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if name == "records" else 0), 0o600)
+               for name, file in PRIVATE_FILES.items()}
         (workdir / "job.json").write_text(json.dumps({
             "parameters": job.parameters,
             "cell_timeout": limits.cell_timeout,
             "max_cell_output_bytes": limits.max_cell_output_bytes,
             "max_output_bytes": limits.max_output_bytes,
+            "max_file_bytes": limits.max_file_bytes,
+            "fds": fds,
         }))
         if job.gpu is not None:
             _gpu_startup(workdir, limits.gpu_memory_fraction)
@@ -323,7 +281,7 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
                 json.dump({"workdir": str(workdir), "hide": [str(p) for p in hide], "keep": [str(p) for p in keep],
                            "uid": lease.uid, "env": env, "scratch_bytes": limits.scratch_bytes,
                            "limits": {"max_processes": limits.max_processes}}, f)
-            command = ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
+            command = [*sandbox.UNSHARE, "--mount-proc", "--kill-child",
                        sys.executable, "-m", "autograder.sandbox", str(spec_file)]
         log = open(workdir / "runner.log", "wb")
         proc = subprocess.Popen(
@@ -333,8 +291,12 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            pass_fds=tuple(fds.values()),
             preexec_fn=lambda: _limit_resources(limits, job.gpu is not None, cgroup),
         )
+        for fd in fds.values():
+            os.close(fd)
+        fds = {}
         with _running_lock:
             _running.add(proc.pid)
         status, message = "ok", ""
@@ -364,31 +326,37 @@ def execute(job: ExecutionJob) -> ExecutionOutcome:
                 tampered.append(str(exc))
                 return None
 
+        reported = _read_private(private / PRIVATE_FILES["status"], 2**16)
         if status == "ok":
-            reported = read_back("status.json", 2**16)
-            if reported is not None:
-                try:
-                    report = json.loads(reported)
+            try:
+                report = json.loads(reported) if reported else None
+                if report is not None:
                     status, message = str(report["status"]), str(report.get("message", ""))
-                except (ValueError, TypeError, KeyError, AttributeError):
-                    tampered.append("status.json is not the runner's report")
-            elif not tampered:
-                log = (read_back("runner.log", 4096, tail=True) or b"").decode("utf-8", errors="replace")
+                    tampered += [str(t) for t in report.get("tampered", [])]
+            except (ValueError, TypeError, KeyError, AttributeError):
+                report = None
+            if report is None:
                 status = "killed"
-                message = f"the grading process was killed (exit status {proc.returncode}); " + _tail(log)
+                message = f"the grading process was killed (exit status {proc.returncode})"
+                if job.own_work:  # the kernel writes to this log too: text for the student only when no hidden test ran
+                    log = (read_back("runner.log", 4096, tail=True) or b"").decode("utf-8", errors="replace")
+                    message += "; " + _tail(log)
         if cgroup is not None and cgroup.oom_killed():
             message = f"{message} (the submission exceeded its memory limit of {limits.memory_bytes / 2**30:.1f} GiB)"
-        output = read_back("output.ipynb", limits.max_notebook_bytes + limits.max_output_bytes)
-        notebook = output.decode("utf-8", errors="replace") if output is not None else None
-        records = read_records(read_back(f"checks/{RECORDS_FILE}", MAX_RECORD_BYTES), workdir)
+        output = _read_private(private / PRIVATE_FILES["notebook"], limits.max_notebook_bytes + limits.max_output_bytes)
+        notebook = output.decode("utf-8", errors="replace") if output else None
+        records = read_records(_read_private(private / PRIVATE_FILES["records"], 2 * MAX_RECORD_BYTES))
         if tampered:
             status = "tampered"
             message = "the submission tampered with the grader's files: " + "; ".join(tampered)
         return ExecutionOutcome(status, message, notebook, records, time.monotonic() - start, os.uname().nodename)
     finally:
+        for fd in fds.values():
+            os.close(fd)
         if isolate:
             sandbox.unmount_scratch(workdir)
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
         if spec_file is not None:
             spec_file.unlink(missing_ok=True)
         if cgroup is not None:

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
 from autograder.config import Course, ensure_tools_on_path  # noqa: E402
+from autograder.gradebook import students_with_grades  # noqa: E402
 from autograder.results import graded_results  # noqa: E402
 from autograder.source import Assignment, load_assignment  # noqa: E402
 
@@ -36,25 +37,34 @@ class Row:
 
 
 def final_scores(course: Course, assignment: Assignment) -> list[Row]:
-    """One row per graded student: manual scores where given, else automatic ones."""
+    """One row per student with a result, grades in the gradebook, or a collected
+    submission: manual scores where given, else automatic ones."""
     ensure_tools_on_path()
     name = assignment.name
     rows: list[Row] = []
-    results = graded_results(course.autograded, name)
+    results = {r.student: r for r in graded_results(course.autograded, name)}
+    collected = {p.parent.parent.name for p in course.submitted.glob(f"*/{name}/*.ipynb")}
     with Gradebook(course.db_url, "dl-course") as gb:
-        for result in results:
-            scores: dict[str, float | None] = {}
-            for cell in assignment.graded_cells:
+        in_gradebook = students_with_grades(gb, course.db_url, name, set(results))
+        for student in sorted(set(results) | in_gradebook | collected):
+            scores: dict[str, float | None] = dict.fromkeys((c.grade_id for c in assignment.graded_cells), None)
+            for gid in scores if student in in_gradebook else []:
                 try:
-                    grade = gb.find_grade(cell.grade_id, name, name, result.student)
-                    scores[cell.grade_id] = grade.score if not grade.needs_manual_grade else None
+                    grade = gb.find_grade(gid, name, name, student)
+                    scores[gid] = grade.score if not grade.needs_manual_grade else None
                 except MissingEntry:
-                    scores[cell.grade_id] = None
+                    pass
+            result = results.get(student)
+            if result is not None:
+                status, seconds, problems = result.status, result.seconds, " | ".join(result.problems)
+            elif student in in_gradebook:
+                status, seconds, problems = "graded", 0.0, "no result under autograded/ (removed?): scores from the gradebook"
+            else:
+                status, seconds, problems = "not graded", 0.0, "collected, not graded yet: run grade"
             total = sum(v or 0.0 for v in scores.values())
-            lms_file = course.submitted / result.student / name / "lms_id.txt"
+            lms_file = course.submitted / student / name / "lms_id.txt"
             lms_id = lms_file.read_text().strip() if lms_file.is_file() else ""
-            rows.append(Row(result.student, lms_id, scores, total, result.status, result.seconds,
-                            " | ".join(result.problems)))
+            rows.append(Row(student, lms_id, scores, total, status, seconds, problems))
     return rows
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.config import Course, ensure_tools_on_path
+from autograder.gradebook import students_with_grades
 from autograder.results import graded_results
 from autograder.source import load_assignment
 
@@ -25,6 +26,7 @@ def feedback(course: Course, name: str) -> list[Path]:
     written: list[Path] = []
     results = graded_results(course.autograded, name)
     with Gradebook(course.db_url, "dl-course") as gb:
+        students_with_grades(gb, course.db_url, name, {r.student for r in results})
         for result in results:
             rows, total = [], 0.0
             for cell in result.cells:

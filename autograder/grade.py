@@ -36,7 +36,7 @@ from autograder.load import SubmissionError, read_submission
 from autograder.reference import reference_for
 from autograder.release import release
 from autograder.results import SubmissionResult
-from autograder.score import answer_errors, score_cells
+from autograder.score import answer_errors, score_cells, timed_out_cells
 from autograder.source import Assignment, load_assignment
 
 MAX_ATTEMPTS = 3  # a submission whose runner is killed this often is recorded as failed
@@ -155,7 +155,10 @@ class DaskWorkers:
         from distributed import Client
 
         self.owned = not hasattr(address, "submit")  # a Client made here is closed here
-        self.client = Client(address) if self.owned else address
+        try:
+            self.client = Client(address) if self.owned else address
+        except (OSError, TimeoutError) as exc:  # a configuration error (exit 2), not a grading problem
+            raise ValueError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         self.gpus = gpus
         self.capacity = max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
 
@@ -217,13 +220,21 @@ def _prepare(assignment: Assignment, student: str, path: Path | None, course: Co
 
 def _finish(assignment: Assignment, reference, result: SubmissionResult, outcome: ExecutionOutcome | None) -> None:
     """Step 4 on a prepared result."""
-    executed = read_executed(outcome.notebook) if outcome is not None and outcome.notebook is not None else None
+    try:
+        executed = read_executed(outcome.notebook) if outcome is not None and outcome.notebook is not None else None
+    except Exception:  # noqa: BLE001 - a run cut short while writing its notebook
+        executed = None
+        result.problems.append("the executed notebook could not be read back (the run was cut short while "
+                               "writing it): no test result could be placed")
+        result.status = "problem"
     result.cells = score_cells(assignment, reference, outcome, executed)
     result.reference = reference.key
     if outcome is None:
         return
     result.seconds, result.host = outcome.seconds, outcome.host
     result.notes += answer_errors(executed)
+    if stopped := timed_out_cells(executed):  # the run goes on, but the instructor should know
+        result.problems.append(f"stopped at the time limit per cell: {', '.join(stopped)}")
     if outcome.status != "ok":
         # Tampering is flagged, but the answers still earn what their records show.
         result.status = "problem" if outcome.notebook or outcome.status == "tampered" else "failed"
@@ -257,6 +268,8 @@ def grade(
             if not options.force and path is not None and (out_dir / "result.json").is_file():
                 previous = SubmissionResult.load(out_dir / "result.json")
                 if previous.submission_sha256 == _sha256(path) and previous.reference == reference.key:
+                    if not gradebook.has_submission(name, student):  # a new gradebook (--db): fill it
+                        gradebook.record(assignment, previous)
                     report.unchanged.append(previous)
                     continue
             result, notebook = _prepare(assignment, student, path, course)

@@ -59,6 +59,13 @@ class GradebookWriter:
             comment.auto_comment = "No response." if missing else None
         gb.db.commit()
 
+    def has_submission(self, assignment: str, student: str) -> bool:
+        try:
+            self.gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return False
+        return True
+
     def standing(self, assignment: str, student: str) -> tuple[float, bool]:
         """``(score, written answers still to grade)`` of one submission as the gradebook holds
         it: an instructor's manual scores count, and graded answers no longer wait."""
@@ -68,3 +75,21 @@ class GradebookWriter:
     def scores(self, assignment: str) -> dict[str, float]:
         """Total score per student as the gradebook holds it (manual scores included)."""
         return {s.student.id: s.score for s in self.gradebook.find_assignment(assignment).submissions}
+
+
+def students_with_grades(gb: Gradebook, db_url: str, assignment: str, graded: set[str]) -> set[str]:
+    """Students with a submission of ``assignment`` in the gradebook ``gb``.
+
+    Raises ValueError when none of the ``graded`` students (those with a result under
+    ``autograded/``) is there: that is another gradebook (a mistyped ``--db``, a new
+    database), and reading it would export zeros or drop manual grades.
+    """
+    try:
+        found = {s.student.id for s in gb.find_assignment(assignment).submissions}
+    except MissingEntry:
+        found = set()
+    if graded and not graded & found:
+        raise ValueError(f"the gradebook {db_url} holds no grades of {assignment!r} for the {len(graded)} "
+                         "submissions graded under autograded/: is it the one they were graded into "
+                         "(--db, AUTOGRADER_DB_URL)? Run grade again to fill it.")
+    return found

@@ -42,21 +42,18 @@ def attribute(assignment: Assignment, outcome: ExecutionOutcome) -> dict[str, li
         raise SourceError(f"the solution of {assignment.name!r} did not run cleanly ({outcome.status}): {outcome.message}")
     nb = read_executed(outcome.notebook)
     by_cell: dict[str, list[dict[str, Any]]] = {}
-    start = 0
-    for cell in nb.cells:
+    for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        end = int(cell.metadata.get("autograder", {}).get("records_end", start))
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         gid = grade_id(cell)
         if errors and gid:
             raise SourceError(f"the solution fails its own cell {gid!r}: {errors[0].get('ename')}: {errors[0].get('evalue')}")
-        made = outcome.records[start:end]
+        made = [record for record in outcome.records if record.get("cell") == index]
         if is_autograded_test(cell):
             by_cell[gid] = made
         elif made and gid:
             raise SourceError(f"cell {gid!r} of {assignment.name!r} records checks but is not a test cell")
-        start = end
     names = [r["name"] for records in by_cell.values() for r in records]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:

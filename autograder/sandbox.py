@@ -1,7 +1,7 @@
 """Isolation of one submission's process tree (Linux, when the grader runs as root).
 
-``execute`` starts ``unshare --net --mount --pid --fork --mount-proc --kill-child python -m
-autograder.sandbox ...``. Inside the new namespaces this module, still root:
+``execute`` starts ``unshare --net --mount --pid --ipc --fork --mount-proc --kill-child python
+-m autograder.sandbox ...``. Inside the new namespaces this module, still root:
 
 1. hides everything but the system: a tmpfs over the course root and over every
    top-level folder other than the system's own (``/home``, ``/srv``, ``/opt``, ...), with
@@ -11,11 +11,13 @@ autograder.sandbox ...``. Inside the new namespaces this module, still root:
 2. gives the job private, size-limited ``/tmp``, ``/var/tmp`` and ``/dev/shm`` and binds
    its own working directory at ``/tmp/job`` (other jobs' directories are invisible); that
    directory is itself a size-limited tmpfs (:func:`mount_scratch`), so no write reaches
-   the grader's disk, and the grader reads back from it without following links
-   (:func:`autograder.execute.read_job_file`);
+   the grader's disk; the grader reads nothing it scores from there (the runner writes its
+   results through descriptors the grader opened, see :mod:`autograder.runner`);
 3. brings up loopback only (the kernel talks to papermill over it; nothing else is
    reachable) and mounts a fresh ``/proc`` (the grader's processes and their
-   environments cannot be read);
+   environments cannot be read); System V shared memory, semaphores and message queues
+   are the job's own and vanish with it (a segment left behind would otherwise hold the
+   host's memory until reboot and pass data to the next job of the same uid);
 4. drops to an unprivileged uid of its own, applies the resource limits and execs the
    runner, which is PID 1 of the namespace: when it ends, everything it started ends.
 
@@ -40,13 +42,14 @@ UID_BASE = 61000  # sandbox uids 61000-61999: one per concurrently running job
 UID_COUNT = 1000
 JOB_DIR = Path("/tmp/job")
 LOCK_DIR = Path("/run/lock/autograder") if Path("/run/lock").is_dir() else Path("/tmp/.autograder-locks")
+UNSHARE = ["unshare", "--net", "--mount", "--pid", "--ipc", "--fork"]  # the namespaces of a job
 
 
 def isolation_available() -> bool:
     """Root, util-linux ``unshare`` and namespaces that can actually be created here."""
     if os.name != "posix" or os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("mount"):
         return False
-    probe = subprocess.run(["unshare", "--net", "--mount", "--pid", "--fork", "true"], capture_output=True)
+    probe = subprocess.run([*UNSHARE, "true"], capture_output=True)
     return probe.returncode == 0
 
 
@@ -244,7 +247,7 @@ def enter(spec: dict) -> None:
     JOB_DIR.mkdir(parents=True, exist_ok=True)
     _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{fds[workdir]}", str(JOB_DIR))
     # The notebook's own scratch space: whatever it writes there cannot crowd out the
-    # files the grader reads back (output.ipynb, status.json, checks/).
+    # records (checks/) the runner collects after each cell.
     for sub in ("work", "tmp"):
         _mount("-t", "tmpfs", "-o", scratch, "tmpfs", str(JOB_DIR / sub))
     for fd in fds.values():

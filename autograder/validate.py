@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.cells import grade_id, is_answer, is_autograded_test, part_heading, points, read_executed
+from autograder.cells import grade_id, is_answer, is_autograded_test, is_given, part_heading, points, read_executed
 from autograder.config import Limits
 from autograder.execute import ExecutionJob, execute
 from autograder.load import read_submission
@@ -28,6 +28,7 @@ class ValidationReport:
     unanswered: list[str] = field(default_factory=list)
     redefined: list[tuple[str, list[str]]] = field(default_factory=list)  # stubbed answers a later cell defines
     answer_errors: list[tuple[str, str]] = field(default_factory=list)  # (grade id, "Type: message")
+    given_errors: list[tuple[str, str]] = field(default_factory=list)  # read-only cells that raised
     missing_tests: list[str] = field(default_factory=list)  # released with the notebook, deleted since
     missing_answers: list[str] = field(default_factory=list)  # answer cells the grader would not find
     problems: list[str] = field(default_factory=list)
@@ -36,8 +37,8 @@ class ValidationReport:
     @property
     def ok(self) -> bool:
         return bool(self.passed or self.failed) and not (
-            self.failed or self.unanswered or self.answer_errors or self.missing_tests or self.missing_answers
-            or self.problems)
+            self.failed or self.unanswered or self.answer_errors or self.given_errors or self.missing_tests
+            or self.missing_answers or self.problems)
 
 
 CODE_STUB = "raise NotImplementedError()"  # what release leaves in a code answer
@@ -87,7 +88,7 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
     released = released if isinstance(released, dict) else {}
     present = {grade_id(cell) for cell in nb.cells} - {None}
     if not present:
-        report.problems.append("no cell of this notebook carries the assignment's cell ids (nbgrader metadata): "
+        report.problems.append("no cell of this notebook carries the assignment's grade ids (nbgrader metadata): "
                                "was it re-created, or its cells pasted into a new notebook? The grader finds "
                                "answers by these ids and would find none; work in the notebook you downloaded")
     report.missing_tests = [str(t) for t in released.get("tests", []) if t not in present]
@@ -116,6 +117,11 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
                     report.unanswered.append(gid)
             else:
                 report.answer_errors.append((gid, f"{errors[0].get('ename')}: {errors[0].get('evalue')}"))
+        elif errors and is_given(cell):  # given code that uses the answers
+            why = f"{errors[0].get('ename')}: {errors[0].get('evalue')}".rstrip(": ")
+            if errors[0].get("ename") == "NotImplementedError":
+                why += " (an answer it uses is not written yet)"
+            report.given_errors.append((gid, why))
         elif is_autograded_test(cell):
             if errors:
                 why = f"{errors[0].get('ename')}: {errors[0].get('evalue')}".rstrip(": ")
@@ -149,12 +155,14 @@ def format_report(report: ValidationReport) -> str:
                      "(moving it into the answer cell is tidier)")
     for gid, why in report.answer_errors:
         lines.append(f"  ERROR answer {gid!r} raised {why}")
+    for gid, why in report.given_errors:
+        lines.append(f"  ERROR the given cell {gid!r} raised {why}: tests that use what it makes fail with it")
     for gid in report.missing_tests:
         lines.append(f"  GONE  test {gid!r} was deleted from your notebook: grading restores and runs it")
     for gid in report.missing_answers:
-        lines.append(f"  GONE  answer cell {gid!r} is missing (deleted, or re-created without its id): the "
-                     "grader puts a cell that raises NotImplementedError in its place; write the answer in that "
-                     "cell of the downloaded notebook")
+        lines.append(f"  GONE  answer cell {gid!r} is missing (deleted, or its nbgrader metadata lost: the grader "
+                     "finds answers by the grade id in each cell's metadata, not by Jupyter's cell id) and counts "
+                     "as unanswered; write the answer in that cell of the downloaded notebook")
     for problem in report.problems:
         lines.append(f"  NOTE  {problem}")
     if not (report.passed or report.failed):

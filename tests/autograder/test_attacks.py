@@ -43,12 +43,20 @@ EXPECTED = {
     "raise_others": (5.0, "graded", ""),  # and every other student's grade is untouched
     "ignore_interrupt": (2.0, "problem", "longer than its limit"),
     "kill_everything": (2.0, "graded", ""),  # kill(-1) reaches no grader process; mean never defined
-    "delete_records": (3.0, "graded", ""),
+    "delete_records": (5.0, "graded", ""),  # records are collected as each cell ends: deleting them later changes nothing
     "relabel_cells": (3.0, "problem", "missing"),
-    "symlink_status": (5.0, "graded", ""),  # the runner replaces status.json, never follows it
-    "fifo_status": (5.0, "graded", ""),  # ... nor blocks on a FIFO put there
-    "symlink_records": (0.0, "problem", "checks.jsonl is a symbolic link"),  # the grader never reads /dev/zero
-    "symlink_output": (0.0, "problem", "output.ipynb is a symbolic link"),  # never read: without it no record can be placed
+    # The runner reports through descriptors the grader opened: files of those names in the
+    # job's directory are never read, whatever they are.
+    "symlink_status": (5.0, "graded", ""),
+    "fifo_status": (5.0, "graded", ""),
+    "symlink_output": (5.0, "graded", ""),
+    "symlink_records": (0.0, "problem", "checks.jsonl is a symbolic link"),  # the runner never reads /dev/zero
+    "rewrite_records": (4.0, "graded", ""),  # a record rewritten after its cell ended keeps its first value
+    "carriage_returns": (3.5, "graded", ""),  # a "\r" moves no record into the next test cell
+    "empty_arrays": (1.0, "graded", ""),  # unreadable arrays fail their checks; the grader goes on
+    "deep_json": (5.0, "graded", ""),  # a record nested 200,000 deep is skipped, not a crash to retry
+    "leak_hidden": (4.0, "graded", ""),  # double raises on the hidden input; see the feedback test below
+    "sysv_memory": (5.0, "graded", ""),  # its segment is the job's own (see the host test below)
     "os_exit": (2.0, "problem", "kernel died"),
     "rigged_dunder": (3.0, "graded", ""),  # a float subclass rigged to equal anything is still 0.0
     "detached_daemon": (5.0, "graded", ""),  # a setsid daemon dies with the job's PID namespace
@@ -140,6 +148,37 @@ def test_the_grading_machine_is_unharmed(attacked):
 
 
 def test_nothing_behind_a_link_reaches_the_graded_files(attacked):
+    """symlink_output linked the solution where the runner used to write the executed
+    notebook: what is kept must be the run of the submission itself."""
+    import nbformat
+
     course, _, _, _ = attacked
-    kept = "".join(p.read_text(errors="replace") for p in (course.autograded / "symlink-output").rglob("*") if p.is_file())
-    assert "BEGIN SOLUTION" not in kept and "BEGIN HIDDEN TESTS" not in kept
+    kept = nbformat.read(course.autograded / "symlink-output" / "tiny" / "tiny.ipynb", as_version=4)
+    double = next(c for c in kept.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "double")
+    assert "os.symlink(" in double.source and double.execution_count is not None
+
+
+def test_system_v_memory_dies_with_the_job(attacked):
+    """sysv_memory left a 16 MiB segment under key 0x5EED: in the job's own IPC namespace,
+    so nothing of it is on the host (it would hold host memory until reboot, and the next
+    job of the same sandbox uid could read it)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.shmget(0x5EED, 0, 0) == -1 and ctypes.get_errno() == 2  # ENOENT: no such segment
+
+
+def test_hidden_tests_copied_into_error_messages_are_not_shown(attacked):
+    """leak_hidden raised with the kernel's history (hidden tests included) and the hidden
+    input in its messages: the result and the feedback page say which errors were raised, not
+    what they said."""
+    from autograder.feedback import feedback
+
+    course, _, _, _ = attacked
+    result = SubmissionResult.load(course.autograded / "leak-hidden" / "tiny" / "result.json")
+    shown = [cell.error for cell in result.cells] + result.notes + result.problems
+    page = next(p for p in feedback(course, "tiny") if "leak-hidden" in p.parts).read_text()
+    for text in [*shown, page]:
+        assert "LEAK" not in text and "manual_seed" not in text and "randn" not in text
+    assert any(error.startswith("ValueError (its message is not shown") for error in shown)
+    assert any("answer cell 'mean' raised RuntimeError (its message is not shown" in note for note in result.notes)

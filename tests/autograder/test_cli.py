@@ -60,7 +60,12 @@ def test_workers_must_be_positive(course, capsys):
 
 def test_validate_refuses_a_folder(tmp_path, capsys):
     status, _, err = run(capsys, "validate", str(tmp_path))
-    assert status == 2 and "not a notebook file" in err
+    assert status == 2 and "a folder, not a notebook file" in err
+    status, _, err = run(capsys, "validate", str(tmp_path / "nosuch.ipynb"))
+    assert status == 2 and "no such file" in err
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    status, _, err = run(capsys, "validate", str(tmp_path / "broken.ipynb"))
+    assert status == 1 and "not valid JSON" in err  # the file needs attention: not a usage error
     folder = tmp_path / "looks.ipynb"
     folder.mkdir()
     with pytest.raises(SubmissionError, match="a folder, not a notebook file"):
@@ -97,6 +102,10 @@ def test_validate_report_names_broken_answers_and_unwritten_ones():
     assert "\n1 passed, 1 failed (not ready). Hidden tests run only when your instructor grades;" in text
     assert not report.ok and ValidationReport(passed=[("t", 1.0)]).ok
     assert not ValidationReport().ok and "(no visible test ran)" in format_report(ValidationReport())
+    given = ValidationReport(passed=[("t", 1.0)], given_errors=[
+        ("em_on_images", "NotImplementedError (an answer it uses is not written yet)")])
+    assert not given.ok and ("  ERROR the given cell 'em_on_images' raised NotImplementedError (an answer it uses "
+                             "is not written yet): tests that use what it makes fail with it") in format_report(given)
 
 
 def test_validate_lists_tests_in_notebook_order_under_their_parts():
@@ -116,3 +125,13 @@ def test_help_explains_every_argument(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "130 when interrupted" in capsys.readouterr().out
+
+
+def test_course_and_gradebook_can_follow_the_command():
+    from autograder.cli import parser
+
+    after = parser().parse_args(["export", "softmax", "--db", "sqlite:///x.db", "--course", "/c"])
+    before = parser().parse_args(["--db", "sqlite:///x.db", "--course", "/c", "export", "softmax"])
+    neither = parser().parse_args(["export", "softmax"])
+    assert (after.db, after.course) == (before.db, before.course) == ("sqlite:///x.db", "/c")
+    assert (neither.db, neither.course) == ("", ".")

@@ -14,7 +14,7 @@ import pytest
 from autograder import cli
 from autograder.collect import collect
 from autograder.source import SourceError
-from tests.autograder.conftest import SUBMISSIONS
+from tests.autograder.conftest import SUBMISSIONS, make_course
 
 CORRECT = (SUBMISSIONS / "correct.ipynb").read_bytes()
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,6 +222,27 @@ def test_canvas_late_marker_is_kept(course, tmp_path):
     (flat / "amy_tiny.ipynb").write_bytes(CORRECT)
     collect(course, flat)  # a resubmission from outside the LMS: the old id does not stay behind
     assert not (course.submitted / "amy" / "tiny" / "lms_id.txt").exists()
+
+
+def test_canvas_files_named_freely_need_the_assignment_named(course, tmp_path):
+    lms = make_zip(tmp_path / "lms.zip", {"frankbo_1006_9006_mywork.ipynb": (CORRECT, (2024, 3, 1, 10, 0, 0))})
+    unnamed = collect(course, lms)
+    assert not unnamed.submissions and "names no known assignment" in unnamed.problems[0]
+    named = collect(course, lms, "tiny")
+    assert [(s.student, s.assignment, s.lms_id) for s in named.submissions] == [("frankbo", "tiny", "1006")]
+
+
+def test_a_tree_collect_made_keeps_its_lms_ids(course, tmp_path):
+    """Collecting submitted/ itself, or a copy of it into another course, carries lms_id.txt
+    along (it used to be listed as "not a notebook", and deleted in place)."""
+    lms = make_zip(tmp_path / "lms.zip", {"amy_5_6_tiny.ipynb": (CORRECT, (2024, 3, 1, 10, 0, 0))})
+    collect(course, lms)
+    in_place = collect(course, course.submitted)
+    assert in_place.problems == [] and [s.lms_id for s in in_place.submissions] == ["5"]
+    assert (course.submitted / "amy" / "tiny" / "lms_id.txt").read_text() == "5"
+    other = make_course(tmp_path / "other")
+    copied = collect(other, shutil.copytree(course.submitted, tmp_path / "copy"))
+    assert copied.problems == [] and (other.submitted / "amy" / "tiny" / "lms_id.txt").read_text() == "5"
 
 
 def test_every_file_is_imported_or_listed_but_system_files_are_skipped_quietly(course, tmp_path):

@@ -109,6 +109,22 @@ def test_an_added_cell_runs_where_the_student_put_it(course):
     assert sources.index("def double(x):\n    return 'experiment'") == ids.index("test_double") + 1
 
 
+def test_an_added_cell_brings_its_code_only(course):
+    """A "parameters" tag on a cell of the student's would move where papermill injects the
+    grader's parameters (below it, so the source's defaults would win); "raises-exception"
+    and "skip-execution" change how nbclient runs a cell. Added cells keep their code only."""
+    assignment = load_assignment(course, "tiny")
+    nb, _ = read_submission(SUBMISSIONS / "correct.ipynb", Limits())
+    for tag in ("parameters", "injected-parameters", "skip-execution"):
+        nb.cells.append(nbformat.v4.new_code_cell(f"seed = 0  # {tag}", metadata={"tags": [tag]}))
+    built, _ = assemble(assignment, nb)
+    added = [c for c in built.cells if c.source.startswith("seed = 0  #")]
+    assert len(added) == 3 and all(not c.metadata for c in added)
+    tagged = [c for c in built.cells if "parameters" in c.metadata.get("tags", [])]
+    assert [c.source for c in tagged] == [c.source for c in assignment.notebook.cells
+                                          if "parameters" in c.metadata.get("tags", [])]
+
+
 def test_compare_tensors():
     expected = tensor(np.array([1.0, 2.0], dtype=np.float32))
     assert compare(ref(expected), [{"value": tensor(np.array([1.0, 2.00001], dtype=np.float32))}]).passed
@@ -310,3 +326,35 @@ def test_cgroup_of_this_host_kills_a_memory_hog():
         assert group.oom_killed()
     finally:
         group.remove()
+
+
+def _executed_cell(source: str, gid: str, error: tuple[str, str] | None = None, **nbgrader) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"grade_id": gid, **nbgrader}})
+    if error:
+        cell.outputs = [nbformat.v4.new_output("error", ename=error[0], evalue=error[1], traceback=[])]
+    return cell
+
+
+def test_feedback_shows_error_messages_only_from_before_the_first_hidden_test():
+    """Once a cell with hidden tests has run, the student's code could have copied them into
+    any message: from then on only the error's type is shown, unless the message is a
+    test's own assert text. Given cells that raise are named (not just the NameError after)."""
+    from autograder.score import answer_errors, cell_errors
+
+    executed = nbformat.v4.new_notebook(cells=[
+        _executed_cell("def f(x): ...", "f", ("ValueError", "early detail"), solution=True),
+        _executed_cell("assert f(1) == 2, 'f(1) should be 2'\n### BEGIN HIDDEN TESTS\ncheck('f', f(3))\n"
+                       "### END HIDDEN TESTS", "test_f", ("AssertionError", "f(1) should be 2"), grade=True, points=1),
+        _executed_cell("def g(x): ...", "g", ("RuntimeError", "check('f', f(3))"), solution=True),
+        _executed_cell("data = train(g)", "given", ("NotImplementedError", ""), locked=True),
+        _executed_cell("check('g', g(1))", "test_g", ("RuntimeError", "secret"), grade=True, points=1),
+    ])
+    assert answer_errors(executed) == [
+        "answer cell 'f' raised ValueError: early detail",
+        "answer cell 'g' raised RuntimeError (its message is not shown: it was raised after hidden tests had run, "
+        "so your code could have copied them into it; `validate` shows it)",
+        "the given cell 'given' raised NotImplementedError (an answer it uses is not written yet)",
+    ]
+    errors = cell_errors(executed)
+    assert errors["test_f"] == "AssertionError: f(1) should be 2"  # the test's own words
+    assert errors["test_g"].startswith("RuntimeError (its message is not shown")

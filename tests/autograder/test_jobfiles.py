@@ -1,0 +1,70 @@
+"""The runner's copy of each cell's records (autograder/jobfiles.py): what a cell recorded
+stays as recorded, whatever later cells do to the records file or the arrays."""
+
+import io
+import json
+import os
+
+import numpy as np
+
+from autograder.checks import RECORDS_FILE, check
+from autograder.execute import read_records
+from autograder.jobfiles import RecordCollector
+
+
+def collected(sink_path) -> list[dict]:
+    return read_records(sink_path.read_bytes())
+
+
+def test_records_are_kept_as_they_were_when_their_cell_ended(tmp_path, monkeypatch):
+    checks = tmp_path / "checks"
+    monkeypatch.setenv("AUTOGRADER_CHECKS", str(checks))
+    sink_path = tmp_path / "sink"
+    sink = os.open(sink_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    collector = RecordCollector(checks, sink, RECORDS_FILE)
+
+    check("a", np.array([1.0, 2.0]))  # cell 3 records an array
+    collector.collect(3)
+    records = (checks / RECORDS_FILE).read_text()
+    array_file = checks / json.loads(records)["value"]["file"]
+    np.save(array_file, np.array([9.0, 9.0]))  # cell 4 rewrites that array and the line,
+    (checks / RECORDS_FILE).write_text(records.replace('"a"', '"b"'))
+    with open(checks / RECORDS_FILE, "a") as f:  # adds a line with "\r" in front, one left open,
+        f.write("\r" + json.dumps({"name": "c", "value": {"kind": "int", "value": 1}}) + "\n")
+        f.write(json.dumps({"name": "open", "value": {"kind": "int", "value": 2}}))
+    collector.collect(4)
+    check("d", 5)  # cell 5, after the records file was deleted and begun again
+    (checks / RECORDS_FILE).unlink()
+    check("e", 6)
+    collector.collect(5)
+    os.close(sink)
+
+    records = collected(sink_path)
+    assert [(r["cell"], r["name"]) for r in records] == [(3, "a"), (4, "c"), (5, "e")]
+    assert np.load(io.BytesIO(records[0]["value"]["npy"])).tolist() == [1.0, 2.0]
+    assert collector.tampered == []
+
+
+def test_a_linked_records_file_is_tampering_not_read(tmp_path):
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    os.symlink("/dev/zero", checks / RECORDS_FILE)
+    sink = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT)
+    collector = RecordCollector(checks, sink, RECORDS_FILE)
+    collector.collect(0)
+    os.close(sink)
+    assert collector.tampered == [f"{RECORDS_FILE} is a symbolic link (not followed)"]
+
+
+def test_records_too_deep_or_too_wide_to_parse_are_skipped(tmp_path):
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    lines = ['{"name": "deep", "value": ' + "[" * 200_000 + "]" * 200_000 + "}",
+             '{"name": "wide", "value": {"kind": "sequence", "items": [' + ",".join(["{}"] * 200_000) + "]}}",
+             json.dumps({"name": "fine", "value": {"kind": "int", "value": 1}})]
+    (checks / RECORDS_FILE).write_text("\n".join(lines) + "\n")
+    sink_path = tmp_path / "sink"
+    sink = os.open(sink_path, os.O_WRONLY | os.O_CREAT)
+    RecordCollector(checks, sink, RECORDS_FILE).collect(0)
+    os.close(sink)
+    assert [r["name"] for r in collected(sink_path)] == ["fine"]
