@@ -27,18 +27,25 @@ def course_with(tmp_path: Path, name: str) -> Course:
     return Course(root, limits=Limits(cell_timeout=300, notebook_timeout=600))
 
 
+def grade_edited_solutions(tmp_path: Path, name: str, students: dict[str, dict[str, str]]) -> dict:
+    """Results, by student, of grading the solution of ``name`` with some answer cells'
+    sources replaced (``{student: {grade_id: source}}``), in one run."""
+    course = course_with(tmp_path, name)
+    for student, answers in students.items():
+        notebook = nbformat.read(course.solutions / name / f"{name}.ipynb", as_version=4)
+        cells = {grade_id(c): c for c in notebook.cells}
+        for gid, source in answers.items():
+            cells[gid].source = source
+        target = course.submitted / student / name / f"{name}.ipynb"
+        target.parent.mkdir(parents=True)
+        nbformat.write(notebook, target)
+    report = grade(course, name, GradeOptions(workers=min(2, len(students)), progress=False, device="cpu"))
+    return {result.student: result for result in report.results}
+
+
 def grade_edited_solution(tmp_path: Path, name: str, answers: dict[str, str]):
     """The result of grading the solution of ``name`` with some answer cells' sources replaced."""
-    course = course_with(tmp_path, name)
-    student = nbformat.read(course.solutions / name / f"{name}.ipynb", as_version=4)
-    cells = {grade_id(c): c for c in student.cells}
-    for gid, source in answers.items():
-        cells[gid].source = source
-    target = course.submitted / "student" / name / f"{name}.ipynb"
-    target.parent.mkdir(parents=True)
-    nbformat.write(student, target)
-    (result,) = grade(course, name, GradeOptions(workers=1, progress=False, device="cpu")).results
-    return result
+    return grade_edited_solutions(tmp_path, name, {"student": answers})["student"]
 
 
 def failed_checks(result) -> list[tuple[str, str]]:
@@ -171,6 +178,49 @@ def test_a_failing_visible_assert_costs_only_its_own_checks(tmp_path):
 
 @pytest.mark.slow
 def test_softmax_calling_torch_softmax_loses_exactly_that_check(tmp_path):
-    """The rules forbid torch's softmax inside the graded softmax: right values, one check lost."""
-    result = grade_edited_solution(tmp_path, "softmax", {"softmax": "def softmax(X):\n    return torch.softmax(X, dim=1)"})
-    assert failed_checks(result) == [("test_softmax", "softmax/calls_no_torch_softmax")]
+    """The rules forbid torch's softmax inside the graded softmax: right values, one check lost,
+    however it is called (a name bound before the test ran escaped the first version)."""
+    shortcuts = {
+        "plain": "def softmax(X):\n    return torch.softmax(X, dim=1)",
+        "alias": "_torch_softmax = torch.softmax\n\ndef softmax(X):\n    return _torch_softmax(X, dim=1)",
+        "module": "_softmax = torch.nn.Softmax(dim=1)\n\ndef softmax(X):\n    return _softmax(X)",
+    }
+    results = grade_edited_solutions(tmp_path, "softmax", {name: {"softmax": code} for name, code in shortcuts.items()})
+    for name in shortcuts:
+        assert failed_checks(results[name]) == [("test_softmax", "softmax/calls_no_torch_softmax")], name
+
+
+RIGGED_TENSOR = '''
+class Rigged(torch.Tensor):
+    """Zeros that claim to match anything: differences vanish, comparisons hold."""
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("__sub__", "__rsub__", "sub"):
+            return torch.zeros(())
+        if name in ("__ge__", "__le__", "ge", "le"):
+            return torch.ones((), dtype=torch.bool)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+def kl_divergence(q, p):
+    return torch.zeros(q.shape[:-1], dtype=q.dtype, device=q.device)SUBCLASS
+'''
+
+
+@pytest.mark.slow
+def test_rigged_tensors_and_a_do_nothing_em_step_earn_only_what_their_values_earn(tmp_path):
+    """A KL of zeros whose subclass makes every difference vanish and every comparison hold
+    used to pass the hidden checks computed from it (the error against the reference, the
+    sign); the tests compute on plain(answer), so it fails exactly what plain zeros fail."""
+    results = grade_edited_solutions(tmp_path, "inference", {
+        "rigged": {"kl_divergence": RIGGED_TENSOR.replace("SUBCLASS", ".as_subclass(Rigged)")},
+        "zeros": {"kl_divergence": RIGGED_TENSOR.replace("SUBCLASS", "")},
+        "em_noop": {"em_step": "def em_step(X, weights, means, variances, min_variance=1e-6):\n"
+                               "    return weights, means, variances"},
+    })
+    assert ("test_kl_divergence", "kl/hidden_error") in failed_checks(results["zeros"])
+    assert failed_checks(results["rigged"]) == failed_checks(results["zeros"])
+    assert results["rigged"].score == results["zeros"].score
+    # An EM step that changes nothing never lowers the likelihood, nor raises it: no EM check holds.
+    monotone = {c.grade_id: c for c in results["em_noop"].cells}["test_em_monotone"]
+    assert [k.name for k in monotone.checks if k.passed] == ["em/functions_defined_in_notebook"]
