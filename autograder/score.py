@@ -93,7 +93,7 @@ def answer_errors(executed: NotebookNode | None) -> list[str]:
     return found
 
 
-def test_cell_indices(executed: NotebookNode | None) -> dict[int, str]:
+def cells_with_ids(executed: NotebookNode | None) -> dict[int, str]:
     """``position in the executed notebook -> grade_id`` of its code cells with an id; the
     runner tags each record with the position of the cell that was running when it was made."""
     return {index: gid for index, cell in enumerate(executed.cells if executed else [])
@@ -109,7 +109,7 @@ def score_cells(assignment: Assignment, reference: Reference, outcome: Execution
     while that test cell ran count: a value recorded from an answer cell (say, a forged
     line appended to the records file) is ignored.
     """
-    cells_by_index = test_cell_indices(executed)
+    cells_by_index = cells_with_ids(executed)
     by_cell_and_name: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in outcome.records if outcome else []:
         if (gid := cells_by_index.get(record.get("cell"))) is not None:

@@ -55,6 +55,7 @@ EXPECTED = {
     "carriage_returns": (3.5, "graded", ""),  # a "\r" moves no record into the next test cell
     "empty_arrays": (1.0, "graded", ""),  # unreadable arrays fail their checks; the grader goes on
     "deep_json": (5.0, "graded", ""),  # a record nested 200,000 deep is skipped, not a crash to retry
+    "runner_descriptors": (3.0, "graded", ""),  # neither the runner's descriptors nor its memory can be reached
     "leak_hidden": (4.0, "graded", ""),  # double raises on the hidden input; see the feedback test below
     "sysv_memory": (5.0, "graded", ""),  # its segment is the job's own (see the host test below)
     "os_exit": (2.0, "problem", "kernel died"),
