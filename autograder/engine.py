@@ -102,7 +102,16 @@ def _save_unvalidated(nb_man: NotebookExecutionManager, fd: int | None, **kwargs
     if "nb" in kwargs:
         nb_man.nb = kwargs["nb"]
     if fd is not None:
-        write_whole(fd, json.dumps(nb_man.nb, ensure_ascii=False, default=str).encode())
+        write_whole(fd, notebook_bytes(nb_man.nb))
+
+
+def notebook_bytes(nb: NotebookNode) -> bytes:
+    """The notebook as JSON. papermill records its input path in the metadata, which for a
+    notebook passed as an object is the whole notebook again: a name takes its place."""
+    run = nb.metadata.get("papermill", {})
+    if not isinstance(run.get("input_path"), str | None):
+        run["input_path"] = "(the assembled notebook, passed by the grader)"
+    return json.dumps(nb, ensure_ascii=False, default=str).encode()
 
 
 def write_whole(fd: int, data: bytes) -> None:

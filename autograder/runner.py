@@ -48,7 +48,7 @@ def run(workdir: Path, job: dict, fds: dict[str, int]) -> dict:
     from papermill.exceptions import PapermillExecutionError
 
     from autograder.checks import RECORDS_FILE
-    from autograder.engine import ENGINE_NAME, register, write_whole
+    from autograder.engine import ENGINE_NAME, notebook_bytes, register, write_whole
     from autograder.jobfiles import RecordCollector
 
     register()
@@ -74,7 +74,7 @@ def run(workdir: Path, job: dict, fds: dict[str, int]) -> dict:
             records=records,
             notebook_fd=fds["notebook"],
         )
-        write_whole(fds["notebook"], json.dumps(executed, ensure_ascii=False, default=str).encode())
+        write_whole(fds["notebook"], notebook_bytes(executed))
     except PapermillExecutionError:
         pass  # errors inside cells are recorded in the output notebook and scored there
     except DeadKernelError as exc:

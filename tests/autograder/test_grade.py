@@ -1,6 +1,7 @@
 """End to end: every fixture submission graded in one run, with exact expected scores."""
 
 import csv
+import json
 import signal
 import subprocess
 import sys
@@ -76,8 +77,9 @@ def test_status_and_reasons_are_recorded(graded):
     assert looping["test_double"].error.startswith("KeyboardInterrupt (the cell ran longer than the time limit")
     assert results["looping"].problems == ["stopped at the time limit per cell: test_double"]
     assert all(c.score is None for c in results["correct"].cells if c.kind == "manual")
-    # executed notebooks are kept for audit
-    assert (course.autograded / "correct" / "tiny" / "tiny.ipynb").is_file()
+    # executed notebooks are kept for audit, once (papermill would nest the input notebook in their metadata)
+    kept = json.loads((course.autograded / "correct" / "tiny" / "tiny.ipynb").read_text())
+    assert isinstance(kept["metadata"]["papermill"]["input_path"], str)
 
 
 def test_export_and_feedback(graded):
