@@ -84,14 +84,18 @@ def plain(value: Any) -> Any:
     Tests that compute with an answer (an error against a reference, a property that must
     hold) do so on ``plain(answer)``: a tensor subclass's ``__torch_function__`` or rigged
     operators then take no part in the computation. The methods used are the base classes'
-    own, so a subclass cannot override them either.
+    own, so a subclass cannot override them either, and tensors and arrays are copies, which
+    code left running in the background cannot change. Anything else is a ``TypeError``.
     """
+    import numpy as np
     import torch
 
     kind = type(value)
     if issubclass(kind, torch.Tensor):
         with torch._C.DisableTorchFunctionSubclass():
-            return torch.Tensor.as_subclass(value, torch.Tensor)
+            return torch.Tensor.clone(torch.Tensor.as_subclass(value, torch.Tensor))
+    if issubclass(kind, np.ndarray):
+        return np.array(np.ndarray.view(value, np.ndarray), copy=True, subok=False)
     if kind is bool or value is None:
         return value
     for base in (int, float, str):
@@ -100,7 +104,7 @@ def plain(value: Any) -> Any:
     if issubclass(kind, (list, tuple)):
         items = list.__iter__(value) if issubclass(kind, list) else tuple.__iter__(value)
         return (list if issubclass(kind, list) else tuple)(plain(item) for item in items)
-    return value
+    raise TypeError(f"expected tensors, arrays, numbers or lists of them, got {kind.__name__}")
 
 
 def check(

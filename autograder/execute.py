@@ -30,7 +30,14 @@ import psutil
 from autograder import gpu_memory, sandbox
 from autograder.checks import ENV_VAR
 from autograder.config import Limits
-from autograder.jobfiles import MAX_RECORD_BYTES, MAX_RECORDS, TamperedFileError, parse_record_line, read_job_file
+from autograder.jobfiles import (
+    MAX_JOB_NODES,
+    MAX_RECORD_BYTES,
+    MAX_RECORDS,
+    TamperedFileError,
+    parse_record_line,
+    read_job_file,
+)
 
 # What the runner writes through descriptors the grader opened (see autograder.runner),
 # and the one file the grader gives it to read.
@@ -203,7 +210,11 @@ def read_records(raw: bytes | None) -> list[dict[str, Any]]:
     """The runner's records file (see :class:`~autograder.jobfiles.RecordCollector`), parsed
     defensively (its values came from the notebook): arrays back to ``.npy`` bytes."""
     records: list[dict[str, Any]] = []
+    nodes = MAX_JOB_NODES  # the runner kept to it; a grader reading the file again does too
     for line in (raw or b"").split(b"\n"):
+        nodes -= line.count(b"{") + line.count(b"[")
+        if nodes < 0:
+            break
         record = parse_record_line(line)
         if record is None or not isinstance(record.get("cell"), int) or len(records) >= MAX_RECORDS:
             continue

@@ -27,6 +27,7 @@ MAX_RECORD_BYTES = 256 * 2**20  # a job's records and their arrays together
 # JSON objects and lists per record: parsed JSON takes ~24 times the memory of its text when
 # it is all "{}" and "[]", so the count, not the size, bounds what parsing costs.
 MAX_RECORD_NODES = 100_000
+MAX_JOB_NODES = 1_000_000  # and for all records of a job together: what the grader's process holds
 
 
 class TamperedFileError(Exception):
@@ -124,14 +125,15 @@ class RecordCollector:
         self.file: tuple[int, int] | None = None  # (device, inode) of the records file read last
         self.offset = 0  # bytes of it already collected
         # Bytes still to read and write: the sink must stay below the runner's file-size limit.
-        self.count, self.budget = 0, min(budget, MAX_RECORD_BYTES)
+        self.count, self.budget, self.nodes = 0, min(budget, MAX_RECORD_BYTES), MAX_JOB_NODES
         self.tampered: list[str] = []
 
     def collect(self, cell_index: int) -> None:
         """Take the records appended since the last call as made by cell ``cell_index``.
 
-        A records file deleted, replaced or truncated since is read from its start: what it
-        holds now was written during this cell (what was collected before stays collected).
+        ``check()`` only appends: a records file replaced or truncated since the last call
+        is tampering (a copy with changed values swapped in, say), and what it holds at that
+        moment is not collected; what is appended to it afterwards is.
         """
         try:
             fd = open_job_file(self.checks_dir, self.records_file)
@@ -142,8 +144,12 @@ class RecordCollector:
             return
         try:
             info = os.fstat(fd)
-            if (info.st_dev, info.st_ino) != self.file or info.st_size < self.offset:
-                self.file, self.offset = (info.st_dev, info.st_ino), 0
+            if self.file is not None and ((info.st_dev, info.st_ino) != self.file or info.st_size < self.offset):
+                self._tamper(f"{self.records_file} was replaced or truncated (check() only appends); what it "
+                             "held then was not collected")
+                self.file, self.offset = (info.st_dev, info.st_ino), info.st_size
+                return
+            self.file = (info.st_dev, info.st_ino)
             os.lseek(fd, self.offset, os.SEEK_SET)
             new = _read(fd, max(self.budget, 0))
         finally:
@@ -153,11 +159,14 @@ class RecordCollector:
         # line left open at the end of a cell is dropped, not completed by the next cell.
         *complete, _unterminated = new.split(b"\n")
         for line in complete:
-            if self.count >= MAX_RECORDS or self.budget <= 0:
+            if self.count >= MAX_RECORDS or self.budget <= 0 or _nodes(line) > self.nodes:
+                self._tamper(f"more records than a job may make ({MAX_RECORDS} records, {MAX_RECORD_BYTES // 2**20} "
+                             f"MiB, {MAX_JOB_NODES} JSON objects and lists): the rest were not collected")
                 return
             record = parse_record_line(line)
             if record is None:
                 continue
+            self.nodes -= _nodes(line)
             try:
                 value = self._inline(record["value"])
             except (TypeError, ValueError, KeyError, RecursionError):

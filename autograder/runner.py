@@ -16,6 +16,7 @@ import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,10 @@ def run(workdir: Path, job: dict, fds: dict[str, int]) -> dict:
 
 def main() -> None:
     _not_dumpable()
+    # PID 1 of a namespace gets only signals it handles, and Python handles SIGINT: the
+    # notebook's code could stop the runner with one. A handler (not SIG_IGN, which the
+    # kernel would inherit and then ignore the interrupts that end a cell at its timeout).
+    signal.signal(signal.SIGINT, lambda *_: None)
     workdir = Path(sys.argv[1])
     job = json.loads((workdir / "job.json").read_text())
     fds = {name: int(fd) for name, fd in job["fds"].items()}

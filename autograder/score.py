@@ -9,7 +9,7 @@ from nbformat import NotebookNode
 
 from autograder.cells import grade_id, is_answer, is_given
 from autograder.execute import ExecutionOutcome
-from autograder.records import compare
+from autograder.records import compare, exception_name
 from autograder.reference import Reference
 from autograder.results import CellScore
 from autograder.source import HIDDEN_TESTS, Assignment
@@ -49,8 +49,11 @@ def _errors(executed: NotebookNode) -> Iterator[tuple[NotebookNode, str, str]]:
     for index, cell in enumerate(executed.cells):
         for out in cell.get("outputs", []) if grade_id(cell) else []:
             if out.get("output_type") == "error":
+                name = str(out.get("ename", "Error"))[:100]
                 message = shown_message(cell, index, hidden_from, str(out.get("evalue", ""))[:500])
-                yield cell, str(out.get("ename", "Error")), WITHHELD if message is None else message
+                if index >= hidden_from:  # a class's name is the student's text too
+                    name = exception_name(name)
+                yield cell, name, WITHHELD if message is None else message
 
 
 TIMED_OUT = "the cell ran longer than the time limit per cell and was stopped; later cells still ran"

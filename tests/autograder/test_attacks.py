@@ -43,7 +43,9 @@ EXPECTED = {
     "raise_others": (5.0, "graded", ""),  # and every other student's grade is untouched
     "ignore_interrupt": (2.0, "problem", "longer than its limit"),
     "kill_everything": (2.0, "graded", ""),  # kill(-1) reaches no grader process; mean never defined
-    "delete_records": (5.0, "graded", ""),  # records are collected as each cell ends: deleting them later changes nothing
+    # Records are collected as each cell ends: deleting them changes nothing collected, and a
+    # records file begun again (or swapped for a copy) is tampering, its content then not collected.
+    "delete_records": (2.0, "problem", "was replaced or truncated"),
     "relabel_cells": (3.0, "problem", "missing"),
     # The runner reports through descriptors the grader opened: files of those names in the
     # job's directory are never read, whatever they are.
@@ -51,12 +53,13 @@ EXPECTED = {
     "fifo_status": (5.0, "graded", ""),
     "symlink_output": (5.0, "graded", ""),
     "symlink_records": (0.0, "problem", "checks.jsonl is a symbolic link"),  # the runner never reads /dev/zero
-    "rewrite_records": (4.0, "graded", ""),  # a record rewritten after its cell ended keeps its first value
+    "rewrite_records": (4.0, "problem", "was replaced or truncated"),  # the record keeps its first value; flagged
     "carriage_returns": (3.5, "graded", ""),  # a "\r" moves no record into the next test cell
     "empty_arrays": (1.0, "graded", ""),  # unreadable arrays fail their checks; the grader goes on
     "deep_json": (5.0, "graded", ""),  # a record nested 200,000 deep is skipped, not a crash to retry
     "runner_descriptors": (3.0, "graded", ""),  # neither the runner's descriptors nor its memory can be reached
-    "leak_hidden": (4.0, "graded", ""),  # double raises on the hidden input; see the feedback test below
+    "interrupt_runner": (5.0, "graded", ""),  # SIGINT to the runner (PID 1) stops nothing
+    "leak_hidden": (3.25, "graded", ""),  # double raises, mean returns a leaking type; see the feedback test
     "sysv_memory": (5.0, "graded", ""),  # its segment is the job's own (see the host test below)
     "os_exit": (2.0, "problem", "kernel died"),
     "rigged_dunder": (3.0, "graded", ""),  # a float subclass rigged to equal anything is still 0.0
@@ -170,9 +173,9 @@ def test_system_v_memory_dies_with_the_job(attacked):
 
 
 def test_hidden_tests_copied_into_error_messages_are_not_shown(attacked):
-    """leak_hidden raised with the kernel's history (hidden tests included) and the hidden
-    input in its messages: the result and the feedback page say which errors were raised, not
-    what they said."""
+    """leak_hidden put the kernel's history (hidden tests included) and the hidden input into
+    error messages, the name of an exception class and the name of a returned object's type:
+    the result and the feedback page say what went wrong without repeating any of them."""
     from autograder.feedback import feedback
 
     course, _, _, _ = attacked
@@ -181,5 +184,8 @@ def test_hidden_tests_copied_into_error_messages_are_not_shown(attacked):
     page = next(p for p in feedback(course, "tiny") if "leak-hidden" in p.parts).read_text()
     for text in [*shown, page]:
         assert "LEAK" not in text and "manual_seed" not in text and "randn" not in text
-    assert any(error.startswith("ValueError (its message is not shown") for error in shown)
+    assert any(error.startswith("an exception of a class defined in the notebook (its message is not shown")
+               for error in shown)
+    checks = [k.message for cell in result.cells for k in cell.checks]
+    assert "expected a tensor, got an object of a class defined in the notebook that cannot be checked" in checks
     assert any("answer cell 'mean' raised RuntimeError (its message is not shown" in note for note in result.notes)

@@ -33,16 +33,19 @@ def test_records_are_kept_as_they_were_when_their_cell_ended(tmp_path, monkeypat
         f.write("\r" + json.dumps({"name": "c", "value": {"kind": "int", "value": 1}}) + "\n")
         f.write(json.dumps({"name": "open", "value": {"kind": "int", "value": 2}}))
     collector.collect(4)
-    check("d", 5)  # cell 5, after the records file was deleted and begun again
+    check("d", 5)  # cell 5 swaps in another file (a copy with changed values, say)
     (checks / RECORDS_FILE).unlink()
     check("e", 6)
     collector.collect(5)
+    check("f", 7)  # cell 6 appends to it
+    collector.collect(6)
     os.close(sink)
 
     records = collected(sink_path)
-    assert [(r["cell"], r["name"]) for r in records] == [(3, "a"), (4, "c"), (5, "e")]
+    assert [(r["cell"], r["name"]) for r in records] == [(3, "a"), (4, "c"), (6, "f")]
     assert np.load(io.BytesIO(records[0]["value"]["npy"])).tolist() == [1.0, 2.0]
-    assert collector.tampered == []
+    assert collector.tampered == [f"{RECORDS_FILE} was replaced or truncated (check() only appends); what it held "
+                                  "then was not collected"]
 
 
 def test_a_linked_records_file_is_tampering_not_read(tmp_path):
@@ -68,3 +71,20 @@ def test_records_too_deep_or_too_wide_to_parse_are_skipped(tmp_path):
     RecordCollector(checks, sink, RECORDS_FILE).collect(0)
     os.close(sink)
     assert [r["name"] for r in collected(sink_path)] == ["fine"]
+
+
+def test_a_job_cannot_make_the_grader_hold_more_than_its_node_budget(tmp_path):
+    """Each record may have 100,000 objects and lists; a job's records together 1,000,000
+    (parsed JSON takes ~24 times its text): past that, nothing more is collected, and the
+    submission is flagged."""
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    wide = '{"name": "wide", "value": {"kind": "sequence", "items": [' + ",".join(["{}"] * 90_000) + "]}}"
+    (checks / RECORDS_FILE).write_text("\n".join([wide] * 12) + "\n")
+    sink_path = tmp_path / "sink"
+    sink = os.open(sink_path, os.O_WRONLY | os.O_CREAT)
+    collector = RecordCollector(checks, sink, RECORDS_FILE)
+    collector.collect(0)
+    os.close(sink)
+    assert len(collected(sink_path)) == 12 - 1  # the 12th would pass 1,000,000
+    assert "more records than a job may make" in collector.tampered[0]

@@ -358,3 +358,30 @@ def test_feedback_shows_error_messages_only_from_before_the_first_hidden_test():
     errors = cell_errors(executed)
     assert errors["test_f"] == "AssertionError: f(1) should be 2"  # the test's own words
     assert errors["test_g"].startswith("RuntimeError (its message is not shown")
+
+
+def test_plain_answers_are_copies_of_the_base_types():
+    """What tests compute with: no subclass's operators, no shared memory, nothing unknown."""
+    import torch
+
+    from autograder.checks import plain
+
+    class RiggedTensor(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            return torch.zeros(())  # every operation "matches"
+
+    class RiggedArray(np.ndarray):
+        def __sub__(self, other):
+            return np.zeros(())
+
+    values = torch.ones(3)
+    tensor = plain(values.as_subclass(RiggedTensor))
+    array = plain(np.ones(3).view(RiggedArray))
+    assert type(tensor) is torch.Tensor and float((tensor - torch.zeros(3)).sum()) == 3.0
+    assert type(array) is np.ndarray and float((array - np.zeros(3)).sum()) == 3.0
+    values += 1  # the caller's tensor changes later: the plain copy does not
+    assert tensor.tolist() == [1.0, 1.0, 1.0]
+    assert plain((tensor, [2.5, None]))[1] == [2.5, None]
+    with pytest.raises(TypeError, match="got object"):
+        plain(object())
