@@ -35,6 +35,7 @@ from autograder.jobfiles import (
     MAX_RECORD_BYTES,
     MAX_RECORDS,
     TamperedFileError,
+    json_nodes,
     parse_record_line,
     read_job_file,
 )
@@ -212,11 +213,11 @@ def read_records(raw: bytes | None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     nodes = MAX_JOB_NODES  # the runner kept to it; a grader reading the file again does too
     for line in (raw or b"").split(b"\n"):
-        nodes -= line.count(b"{") + line.count(b"[")
-        if nodes < 0:
+        nodes -= json_nodes(line)
+        if nodes < 0 or len(records) >= MAX_RECORDS:
             break
         record = parse_record_line(line)
-        if record is None or not isinstance(record.get("cell"), int) or len(records) >= MAX_RECORDS:
+        if record is None or not isinstance(record.get("cell"), int):
             continue
         try:
             value = _decode_arrays(record["value"])

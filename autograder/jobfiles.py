@@ -69,7 +69,8 @@ def open_job_file(workdir: Path, relative: str) -> int | None:
     return fd
 
 
-def _read(fd: int, limit: int) -> bytes:
+def read_descriptor(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes from ``fd``'s position on."""
     chunks, left = [], limit
     while left > 0 and (chunk := os.read(fd, min(left, 2**20))):
         chunks.append(chunk)
@@ -90,18 +91,19 @@ def read_job_file(workdir: Path, relative: str, limit: int, tail: bool = False) 
             if not tail:
                 raise TamperedFileError(f"{relative} is larger than {limit} bytes")
             os.lseek(fd, size - limit, os.SEEK_SET)
-        return _read(fd, limit)
+        return read_descriptor(fd, limit)
     finally:
         os.close(fd)
 
 
-def _nodes(line: bytes) -> int:
+def json_nodes(line: bytes) -> int:
+    """An upper bound on the JSON objects and lists in ``line`` (what parsing it costs)."""
     return line.count(b"{") + line.count(b"[")
 
 
 def parse_record_line(line: bytes) -> dict[str, Any] | None:
     """One JSON record, or None for anything malformed, too deep or too large to parse."""
-    if _nodes(line) > MAX_RECORD_NODES:
+    if json_nodes(line) > MAX_RECORD_NODES:
         return None
     try:
         record = json.loads(line)
@@ -151,7 +153,7 @@ class RecordCollector:
                 return
             self.file = (info.st_dev, info.st_ino)
             os.lseek(fd, self.offset, os.SEEK_SET)
-            new = _read(fd, max(self.budget, 0))
+            new = read_descriptor(fd, max(self.budget, 0))
         finally:
             os.close(fd)
         self.offset += len(new)
@@ -159,14 +161,15 @@ class RecordCollector:
         # line left open at the end of a cell is dropped, not completed by the next cell.
         *complete, _unterminated = new.split(b"\n")
         for line in complete:
-            if self.count >= MAX_RECORDS or self.budget <= 0 or _nodes(line) > self.nodes:
+            nodes = json_nodes(line)
+            if self.count >= MAX_RECORDS or self.budget <= 0 or nodes > self.nodes:
                 self._tamper(f"more records than a job may make ({MAX_RECORDS} records, {MAX_RECORD_BYTES // 2**20} "
                              f"MiB, {MAX_JOB_NODES} JSON objects and lists): the rest were not collected")
                 return
             record = parse_record_line(line)
             if record is None:
                 continue
-            self.nodes -= _nodes(line)
+            self.nodes -= nodes
             try:
                 value = self._inline(record["value"])
             except (TypeError, ValueError, KeyError, RecursionError):

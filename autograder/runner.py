@@ -31,13 +31,6 @@ def _not_dumpable() -> None:
         pass
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 2**20):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def run(workdir: Path, job: dict, fds: dict[str, int]) -> dict:
     # jsonschema (under nbformat) loads rfc3987_syntax when installed, which builds a
     # grammar at import: about 1 s of CPU per submission, to check "iri" string formats
@@ -50,11 +43,12 @@ def run(workdir: Path, job: dict, fds: dict[str, int]) -> dict:
 
     from autograder.checks import RECORDS_FILE
     from autograder.engine import ENGINE_NAME, notebook_bytes, register, write_whole
-    from autograder.jobfiles import RecordCollector
+    from autograder.jobfiles import RecordCollector, read_descriptor
 
     register()
     logging.getLogger("papermill").setLevel(logging.ERROR)
-    notebook = nbformat.reads(_read_all(fds["input"]).decode("utf-8"), as_version=4)
+    notebook = nbformat.reads(read_descriptor(fds["input"], os.fstat(fds["input"]).st_size).decode("utf-8"),
+                              as_version=4)
     os.close(fds["input"])
     records = RecordCollector(workdir / "checks", fds["records"], RECORDS_FILE, budget=job["max_file_bytes"] // 2)
     status, message = "ok", ""
