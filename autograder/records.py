@@ -32,6 +32,7 @@ DTYPES = frozenset({"bool", "uint8", "uint16", "uint32", "uint64", "int8", "int1
                     "bfloat16", "float32", "float64", "complex64", "complex128"})
 KNOWN_TYPES = frozenset({"Tensor", "Parameter", "ndarray", "generator", "function", "module", "type", "map",
                          "zip", "filter", "range", "dict", "set", "frozenset", "bytes", "complex", "object"})
+DEVICES = frozenset({"cpu", "cuda", "mps", "xpu", "meta"})
 KNOWN_EXCEPTIONS = frozenset(name for name, value in vars(builtins).items()
                              if isinstance(value, type) and issubclass(value, BaseException)) | {
     "OutOfMemoryError", "LinAlgError", "DataUnavailableError"}
@@ -83,8 +84,9 @@ def _plain(value: dict[str, Any]) -> Any:
     return value.get("value")
 
 
-def _measured(measure: str, arguments: Any, got: dict[str, Any]) -> float | str:
-    """What the grader measures of the recorded parameters, or why it cannot."""
+def _measured(measure: str, arguments: Any, got: dict[str, Any], quote: bool) -> float | str:
+    """What the grader measures of the recorded parameters, or why it cannot (``quote``:
+    the reason may repeat the record's shapes and names, see :func:`compare`)."""
     from autograder.measures import MEASURES, MeasureError
 
     if measure not in MEASURES:
@@ -92,17 +94,22 @@ def _measured(measure: str, arguments: Any, got: dict[str, Any]) -> float | str:
     if not isinstance(arguments, dict):
         arguments = {}
     if got.get("kind") != "sequence" or not got.get("items"):
-        return f"expected a list of parameter tensors, got a {got.get('kind')}"
+        return f"expected a list of parameter tensors, got a {said(got.get('kind'), KINDS, 'value of an unknown kind')}"
     try:
         return MEASURES[measure](_plain(got), **arguments)
     except MeasureError as exc:
-        return f"the recorded model cannot be evaluated: {exc}"
+        return f"the recorded model cannot be evaluated: {exc if quote else 'it is not a model of the kind this check takes'}"
     except Exception as exc:  # noqa: BLE001 - no recorded value may stop the grading of others
         return f"the recorded model could not be evaluated ({type(exc).__name__})"
 
 
-def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float) -> str:
-    """Empty string when equal within tolerance, else what differs."""
+def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float, quote: bool) -> str:
+    """Empty string when equal within tolerance, else what differs.
+
+    ``quote``: the message may repeat what the student's code recorded (a shape, a number,
+    how far off it is). Without it, a message says only what the reference and the fixed
+    lists above hold, so a record cannot carry text out to the feedback.
+    """
     kind, got_kind = ref.get("kind"), said(got.get("kind"), KINDS, "value of an unknown kind")
     if got_kind == "unsupported":
         shown = said(got.get("type"), KNOWN_TYPES, "")
@@ -114,9 +121,9 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
         if got.get("dtype") != ref.get("dtype"):
             return f"expected dtype {ref.get('dtype')}, got {said(got.get('dtype'), DTYPES, 'another dtype')}"
         if got.get("shape") != ref.get("shape"):
-            return f"expected shape {tuple(ref.get('shape', []))}, got {_shape_text(got.get('shape'))}"
+            return f"expected shape {tuple(ref.get('shape', []))}, got {_shape_text(got.get('shape')) if quote else 'another shape'}"
         if kind == "tensor" and got.get("device") != ref.get("device"):
-            return f"expected a tensor on {ref.get('device')}, got one on {got.get('device')}"
+            return f"expected a tensor on {ref.get('device')}, got one on {said(got.get('device'), DEVICES, 'another device')}"
         expected, actual = decode_array(ref), decode_array(got)
         if actual.shape != expected.shape:
             return "the recorded array does not match its declared shape"
@@ -131,17 +138,17 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
         finite = np.isfinite(expected)
         a, e = actual[finite].astype(np.float64), expected[finite].astype(np.float64)
         if a.size and not np.allclose(a, e, rtol=rtol, atol=atol):
-            worst = float(np.max(np.abs(a - e)))
-            return f"values differ from the expected ones (largest difference {worst:.3g}; tolerance rtol={rtol:g}, atol={atol:g})"
+            worst = f"largest difference {float(np.max(np.abs(a - e))):.3g}; " if quote else ""
+            return f"values differ from the expected ones ({worst}tolerance rtol={rtol:g}, atol={atol:g})"
         return ""
     if kind == "sequence":
         if got_kind != "sequence":
             return f"expected a sequence, got a {got_kind}"
         items, got_items = ref.get("items", []), got.get("items", [])
         if len(items) != len(got_items):
-            return f"expected {len(items)} items, got {len(got_items)}"
+            return f"expected {len(items)} items, got {len(got_items) if quote else 'another number'}"
         for i, (r, g) in enumerate(zip(items, got_items, strict=True)):
-            problem = _compare_values(r, g, rtol, atol)
+            problem = _compare_values(r, g, rtol, atol, quote)
             if problem:  # nested sequences: "item [0][1]: ...", as the value would be indexed
                 return f"item [{i}]{problem[5:]}" if problem.startswith("item [") else f"item [{i}]: {problem}"
         return ""
@@ -153,13 +160,15 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
             return "the expected value is not a number"
         if math.isnan(expected) or math.isnan(actual):
             return "" if math.isnan(expected) and math.isnan(actual) else "NaN mismatch"
-        if kind == "int" and got_kind == "int":
-            return "" if expected == actual else f"expected {expected:g}, got {actual:g}"
-        return "" if math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol) else f"got {actual:.6g}, which differs from the expected value"
+        if expected == actual if kind == "int" and got_kind == "int" else math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol):
+            return ""
+        return f"got {actual:.6g}, which differs from the expected value" if quote else "the value differs from the expected one"
     if kind in ("bool", "str", "none"):
-        if got_kind != kind or got.get("value") != ref.get("value"):
-            return f"expected {ref.get('value')!r}, got {got.get('value')!r}" if kind == "bool" else "the value differs from the expected one"
-        return ""
+        if got_kind == kind and got.get("value") == ref.get("value"):
+            return ""
+        if kind == "bool" and got_kind == "bool":  # the other of two values: the verdict says as much
+            return f"expected {ref.get('value') is True}, got {ref.get('value') is not True}"
+        return f"expected a {kind}, got a {got_kind}" if got_kind != kind else "the value differs from the expected one"
     return f"cannot compare values of kind {kind}"
 
 
@@ -180,16 +189,19 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _expected_and_got(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float) -> str:
-    """The expected and the recorded value where they differ, for checks the student can see."""
+def _expected_and_got(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol: float, quote: bool) -> str:
+    """The expected and (with ``quote``) the recorded value where they differ, for checks
+    the student can see."""
     kind = ref.get("kind")
     if kind == "sequence" and got.get("kind") == "sequence" and len(ref.get("items", [])) == len(got.get("items", [])):
         for r, g in zip(ref["items"], got["items"], strict=True):
-            if _compare_values(r, g, rtol, atol):
-                return _expected_and_got(r, g, rtol, atol)
+            if _compare_values(r, g, rtol, atol, quote):
+                return _expected_and_got(r, g, rtol, atol, quote)
         return ""
     if kind in ("tensor", "ndarray") and got.get("kind") == kind and got.get("shape") == ref.get("shape"):
         expected, actual = decode_array(ref), decode_array(got)
+        if not quote:  # where it differs and how many entries do are the record's too
+            return f"expected {_shown(expected)}" if expected.size <= 12 else ""
         if expected.size <= 12 or expected.dtype.kind not in "fc":
             return f"expected {_shown(expected)}, got {_shown(actual)}"
         with np.errstate(invalid="ignore"):
@@ -201,9 +213,9 @@ def _expected_and_got(ref: dict[str, Any], got: dict[str, Any], rtol: float, ato
                 f"got {_shown(float(actual[where]))} ({int(wrong.sum())} of {wrong.size} entries differ)")
     if kind in ("int", "float") and got.get("kind") in ("int", "float"):
         number = _number(ref)  # the message already says what was got
-        return "" if number is None or (kind == "int" and got.get("kind") == "int") else f"expected {number:.6g}"
+        return "" if number is None else f"expected {number:.6g}"
     if kind in ("str", "none"):
-        return f"expected {_shown(_plain(ref))}, got {_shown(_plain(got))}"
+        return f"expected {_shown(_plain(ref))}" + (f", got {_shown(_plain(got))}" if quote else "")
     return ""  # bool: the message shows both
 
 
@@ -225,8 +237,10 @@ def compare(reference: dict[str, Any], student: list[dict[str, Any]], visible: b
 
     ``visible``: the check is in the part of the test the student sees, so a mismatch also
     shows the expected value (never for hidden checks: that would reveal hidden answers).
-    ``messages``: the message of an error the computation raised may be shown (it is text
-    the student's code wrote: not once that code could have read hidden tests).
+    ``messages``: what the student's code recorded may be quoted (a value, a shape, an
+    error's message): not once that code could have read hidden tests, since it could have
+    copied them into the record. Only a measure's result, which the grader computes, is
+    still shown then.
     """
     try:
         return _judge(reference, student, visible, messages)
@@ -244,24 +258,25 @@ def _judge(reference: dict[str, Any], student: list[dict[str, Any]], visible: bo
     got = student[0]["value"]
     if at_least is not None or at_most is not None:
         if measure is not None:
-            measured = _measured(str(measure), reference.get("criteria", {}).get("measure_args"), got)
+            measured = _measured(str(measure), reference.get("criteria", {}).get("measure_args"), got, messages)
             if isinstance(measured, str):
                 return CheckResult(name, False, measured)
             value: float | None = measured
         else:
             value = _number(got)
         if value is None or math.isnan(value):
-            return CheckResult(name, False, f"expected a number, got a {got.get('kind')}")
+            return CheckResult(name, False, f"expected a number, got a {said(got.get('kind'), KINDS, 'value of an unknown kind')}")
+        got_text = f"got {value:.4g}, " if messages or measure is not None else ""
         if at_least is not None and value < float(at_least):
-            return CheckResult(name, False, f"got {value:.4g}, needs at least {float(at_least):g}")
+            return CheckResult(name, False, f"{got_text}needs at least {float(at_least):g}")
         if at_most is not None and value > float(at_most):
-            return CheckResult(name, False, f"got {value:.4g}, needs at most {float(at_most):g}")
-        return CheckResult(name, True, f"{value:.4g}")
+            return CheckResult(name, False, f"{got_text}needs at most {float(at_most):g}")
+        return CheckResult(name, True, got_text.removeprefix("got ").removesuffix(", "))
     raised = _raised(reference["value"], got, visible and messages)
     if raised:
         return CheckResult(name, False, raised)
-    problem = _compare_values(reference["value"], got, rtol, atol)
+    problem = _compare_values(reference["value"], got, rtol, atol, messages)
     if problem and visible:
-        shown = _expected_and_got(reference["value"], got, rtol, atol)
+        shown = _expected_and_got(reference["value"], got, rtol, atol, messages)
         problem = f"{problem}; {shown}" if shown else problem
     return CheckResult(name, not problem, problem)

@@ -158,6 +158,44 @@ def test_visible_checks_show_the_expected_value_and_hidden_ones_never_do():
     assert compare(nested, got_nested).message == "item [0][1]: the value differs from the expected one"
 
 
+def test_after_hidden_tests_no_message_repeats_what_the_student_recorded():
+    """Code that ran after hidden tests could have copied them into what it records: the
+    feedback then repeats no recorded number, shape, string or name, only the reference's
+    own values (for visible checks) and words from fixed lists."""
+    secret = [{"value": tensor(np.array([[72.0, 105.0], [100.0, 101.0]], dtype=np.float32))}]
+    small = ref(tensor(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)))
+    assert compare(small, secret, visible=True, messages=False).message == (
+        "values differ from the expected ones (tolerance rtol=0.0001, atol=1e-06); expected [[1., 2.], [3., 4.]]")
+    big = ref(tensor(np.zeros((5, 6), dtype=np.float32)))
+    leaked = np.zeros((5, 6), dtype=np.float32)
+    leaked[3, 4] = 12345.0
+    message = compare(big, [{"value": tensor(leaked)}], visible=True, messages=False).message
+    assert message == "values differ from the expected ones (tolerance rtol=0.0001, atol=1e-06)"
+    records = {  # each carries 12345 (or 'hidden') somewhere a message used to repeat it
+        "shape": (small, tensor(np.zeros((12345, 1), dtype=np.float32))),
+        "device": (small, tensor(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32), device="hidden")),
+        "float": (ref({"kind": "float", "value": 0.25}), {"kind": "float", "value": 12345.0}),
+        "int": (ref({"kind": "int", "value": 6}), {"kind": "int", "value": 12345}),
+        "items": (ref({"kind": "sequence", "items": []}), {"kind": "sequence", "items": [{"kind": "none"}] * 12345}),
+        "str": (ref({"kind": "str", "value": "ok"}), {"kind": "str", "value": "hidden"}),
+        "bool": (ref({"kind": "bool", "value": True}), {"kind": "bool", "value": "hidden"}),
+        "kind": (small, {"kind": "hidden"}),
+        "threshold": (ref({"kind": "float", "value": 0.9}, at_least=0.8), {"kind": "float", "value": 0.12345}),
+        "error": (small, {"kind": "str", "value": "error: hidden: 12345"}),
+    }
+    for label, (reference, got) in records.items():
+        for visible in (True, False):
+            message = compare(reference, [{"value": got}], visible=visible, messages=False).message
+            assert "12345" not in message and "hidden" not in message, (label, message)
+            assert message, label  # still says what is wrong
+    # Before hidden tests the same records are quoted: they help the student find the bug.
+    assert "got 12345" in compare(records["int"][0], [{"value": records["int"][1]}], visible=True).message
+    assert "(12345, 1)" in compare(small, [{"value": records["shape"][1]}]).message
+    # A measure's result is the grader's own number: shown either way.
+    threshold = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="no_such_measure")
+    assert "unknown measure" in compare(threshold, [{"value": {"kind": "sequence", "items": []}}], messages=False).message
+
+
 def test_a_recorded_error_says_what_was_raised_with_its_message_only_if_visible():
     expected = ref(tensor(np.array([1.0, 2.0])))
     error = [{"value": {"kind": "str", "value": "error: ValueError: shape (7, 4) is wrong"}}]
