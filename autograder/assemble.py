@@ -1,7 +1,8 @@
 """Step 2: rebuild the notebook to execute from the instructor's source.
 
 Every test cell, read-only cell and instruction comes from the source (hidden tests
-included), in the source's order, matched by nbgrader ``grade_id``; only the student's
+included, but not the code that computes their references), in the source's order,
+matched by nbgrader ``grade_id``; only the student's
 answer cells, and code cells they added of their own, come from the submission. Editing,
 deleting, reordering or stripping the metadata of a test cell therefore changes nothing.
 An added cell runs where the student put it: after the source cell (answer, test or
@@ -16,7 +17,7 @@ import copy
 import nbformat
 
 from autograder.cells import grade_id, is_answer
-from autograder.source import Assignment
+from autograder.source import Assignment, without_reference
 
 MISSING_ANSWER = 'raise NotImplementedError("answer cell {gid!r} is missing from the submission")'
 
@@ -77,6 +78,8 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
                 cell.source = MISSING_ANSWER.format(gid=gid) if cell.cell_type == "code" else ""
             else:
                 cell.source = student.get("source", "")
+        elif cell.cell_type == "code":
+            cell.source = without_reference(cell.source)
         cells.append(cell)
         if gid is not None:
             cells += [_added(c) for c in extras.get(gid, [])]

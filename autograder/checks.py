@@ -10,6 +10,14 @@ the kernel can only change what the student's own run records.
 
 Outside grading (``AUTOGRADER_CHECKS`` unset), ``check`` only returns its value, so
 students running their notebook see the visible tests' own ``assert`` messages.
+
+A number the test computes in the student's kernel *about* the answer (its error against a
+reference, whether it is non-negative) is as much under the student's control as the
+answer: code that replaces ``check`` can record 0 or True. So tests record outputs, and a
+reference they compute independently (by enumeration, with ``torch.distributions``) goes
+through :func:`expect` inside a ``### BEGIN REFERENCE`` ... ``### END REFERENCE`` region of
+the hidden tests: only the solution's run has that code, so a student's kernel never holds
+the reference to copy.
 """
 
 from __future__ import annotations
@@ -129,21 +137,33 @@ def check(
     ``measure_args`` (plain JSON values).
     Tolerances and measures are read from the solution's run, never from the student's.
     """
+    _record(name, value, {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most, "measure": measure,
+                          "measure_args": measure_args})
+    return value
+
+
+def expect(name: str, value: Any) -> None:
+    """Record the reference that the check ``name`` of the same test cell is graded against,
+    in place of the solution's own value; the grader first makes sure the solution's value
+    agrees with it within the check's tolerances.
+
+    Call it only in a ``### BEGIN REFERENCE`` region of the hidden tests, which runs in the
+    solution's run and is removed from the notebook a student's submission is graded in.
+    A record of this kind from a student's run is ignored.
+    """
+    _record(name, value, {"expect": True})
+
+
+def _record(name: str, value: Any, criteria: dict[str, Any]) -> None:
     directory = os.environ.get(ENV_VAR)
     if not directory:
-        return value
+        return
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     try:
         encoded = _encode(value, path)
     except Exception as exc:  # a value that cannot be read is recorded as such, not raised
         encoded = {"kind": "unsupported", "type": type(value).__name__, "error": str(exc)[:200]}
-    record = {
-        "name": str(name),
-        "value": encoded,
-        "criteria": {"rtol": rtol, "atol": atol, "at_least": at_least, "at_most": at_most, "measure": measure,
-                     "measure_args": measure_args},
-    }
+    record = {"name": str(name), "value": encoded, "criteria": criteria}
     with open(path / RECORDS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
-    return value

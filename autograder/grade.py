@@ -4,6 +4,7 @@ For each submission, in this order:
 
 1. load      read the file, or record why it cannot be read      (autograder.load)
 2. assemble  tests from the source, answers from the student      (autograder.assemble)
+             and the student's code read for tampering           (autograder.tamper)
 3. execute   papermill in a sandbox, on a worker                  (autograder.execute)
 4. score     compare records with the solution's, outside         (autograder.score)
 5. record    gradebook + result JSON + executed notebook, at once (autograder.gradebook)
@@ -38,6 +39,7 @@ from autograder.release import release
 from autograder.results import SubmissionResult
 from autograder.score import answer_errors, score_cells, timed_out_cells
 from autograder.source import Assignment, load_assignment
+from autograder.tamper import review_problem, scan
 
 MAX_ATTEMPTS = 3  # a submission whose runner is killed this often is recorded as failed
 
@@ -215,6 +217,9 @@ def _prepare(assignment: Assignment, student: str, path: Path | None, course: Co
     if any("missing" in n for n in more_notes):
         result.status = "problem"
         result.problems.append("answer cells are missing from the submission")
+    if findings := scan(runnable):
+        result.status = "problem"
+        result.problems.append(review_problem(findings))
     return result, nbformat.writes(runnable)
 
 

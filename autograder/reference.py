@@ -19,6 +19,7 @@ import nbformat
 from autograder.cells import grade_id, is_autograded_test, read_executed
 from autograder.config import Course
 from autograder.execute import ExecutionJob, ExecutionOutcome, execute
+from autograder.records import compare
 from autograder.source import Assignment, SourceError
 
 
@@ -51,7 +52,7 @@ def attribute(assignment: Assignment, outcome: ExecutionOutcome) -> dict[str, li
             raise SourceError(f"the solution fails its own cell {gid!r}: {errors[0].get('ename')}: {errors[0].get('evalue')}")
         made = [record for record in outcome.records if record.get("cell") == index]
         if is_autograded_test(cell):
-            by_cell[gid] = made
+            by_cell[gid] = _with_references(assignment, gid, made)
         elif made and gid:
             raise SourceError(f"cell {gid!r} of {assignment.name!r} records checks but is not a test cell")
     names = [r["name"] for records in by_cell.values() for r in records]
@@ -62,6 +63,31 @@ def attribute(assignment: Assignment, outcome: ExecutionOutcome) -> dict[str, li
     if empty:
         raise SourceError(f"test cells of {assignment.name!r} recorded no checks in the solution's run: {empty}")
     return by_cell
+
+
+def _with_references(assignment: Assignment, gid: str, made: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A test cell's check records as students' are compared with them: the solution's
+    values, or for a check with an :func:`~autograder.checks.expect` record, that
+    independent reference, which the solution's value must meet. The solution must also
+    meet its own thresholds (those the grader measures are left to the assignment's tests:
+    they train and evaluate a model)."""
+    expected = {r["name"]: r for r in made if r.get("criteria", {}).get("expect")}
+    checks = [r for r in made if not r.get("criteria", {}).get("expect")]
+    unused = sorted(set(expected) - {r["name"] for r in checks})
+    if unused:
+        raise SourceError(f"cell {gid!r} of {assignment.name!r} expects values for checks it does not record: {unused}")
+    references = []
+    for own in checks:
+        criteria = own.get("criteria", {})
+        reference = {**own, "value": expected[own["name"]]["value"]} if own["name"] in expected else own
+        threshold = criteria.get("at_least") is not None or criteria.get("at_most") is not None
+        if reference is not own or (threshold and criteria.get("measure") is None):
+            verdict = compare(reference, [own], visible=True)
+            if not verdict.passed:
+                raise SourceError(f"the solution of {assignment.name!r} fails its own check {own['name']!r} "
+                                  f"(cell {gid!r}): {verdict.message}")
+        references.append(reference)
+    return references
 
 
 def reference_for(

@@ -16,7 +16,8 @@ from traitlets.config import Config
 from autograder.config import Course, ensure_tools_on_path
 from autograder.source import load_assignment
 
-FORBIDDEN_IN_RELEASE = ("### BEGIN SOLUTION", "### END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME")
+FORBIDDEN_IN_RELEASE = ("### BEGIN SOLUTION", "### END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME",
+                        "BEGIN REFERENCE", "expect(")
 
 
 class ReleaseError(RuntimeError):

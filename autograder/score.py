@@ -115,6 +115,8 @@ def score_cells(assignment: Assignment, reference: Reference, outcome: Execution
     cells_by_index = cells_with_ids(executed)
     by_cell_and_name: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in outcome.records if outcome else []:
+        if record.get("criteria", {}).get("expect"):  # references come from the solution's run only
+            continue
         if (gid := cells_by_index.get(record.get("cell"))) is not None:
             by_cell_and_name[(gid, record["name"])].append(record)
     errors = cell_errors(executed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 from dataclasses import dataclass
@@ -15,6 +16,14 @@ from autograder.config import Course
 CHECK_CALL = re.compile(r"\bcheck\(")
 NAMED_CHECK = re.compile(r"""\bcheck\(\s*(["'])([^"'\\]+)\1""")  # check("name", ...) with a literal name
 HIDDEN_TESTS = re.compile(r"### BEGIN HIDDEN TESTS.*?(?:### END HIDDEN TESTS|\Z)", re.DOTALL)
+# Code that computes the references of hidden checks (``autograder.checks.expect``): it runs in
+# the solution's run only, and is cut from the notebook a submission is graded in.
+REFERENCE_ONLY = re.compile(r"^[ \t]*### BEGIN REFERENCE\n.*?^[ \t]*### END REFERENCE[^\n]*(?:\n|\Z)", re.DOTALL | re.MULTILINE)
+
+
+def without_reference(source: str) -> str:
+    """A test cell's source as a submission is graded with it: no reference-only region."""
+    return REFERENCE_ONLY.sub("", source)
 
 
 class SourceError(ValueError):
@@ -80,6 +89,22 @@ def assignment_path(course: Course, name: str) -> Path:
     return path
 
 
+def _check_reference_regions(path: Path, gid: str, source: str) -> None:
+    """Reference-only regions must be whole, inside the hidden tests (the released notebook
+    would carry them otherwise), and leave code that still parses when cut."""
+    if "### BEGIN REFERENCE" in HIDDEN_TESTS.sub("", source):
+        raise SourceError(f"{path}: test cell {gid!r} has a REFERENCE region outside its hidden tests")
+    stripped = without_reference(source)
+    if "### BEGIN REFERENCE" in stripped or "### END REFERENCE" in stripped:
+        raise SourceError(f"{path}: test cell {gid!r} has an unmatched BEGIN/END REFERENCE marker")
+    if stripped != source:
+        try:
+            ast.parse(stripped)
+        except SyntaxError as exc:
+            raise SourceError(f"{path}: test cell {gid!r} does not parse without its REFERENCE regions "
+                              f"(line {exc.lineno}: {exc.msg}); leave a statement in each block") from exc
+
+
 def load_assignment(course: Course, name: str) -> Assignment:
     """Read and validate the source notebook of ``name``."""
     path = assignment_path(course, name)
@@ -105,6 +130,7 @@ def load_assignment(course: Course, name: str) -> Assignment:
                     f"{path}: test cell {gid!r} records no check(...): the grader could not "
                     "verify it outside the student's kernel"
                 )
+            _check_reference_regions(path, gid, cell.source)
             visible = frozenset(m.group(2) for m in NAMED_CHECK.finditer(HIDDEN_TESTS.sub("", cell.source)))
             graded.append(GradedCell(gid, "auto", points(cell), section, visible))
         elif is_manual(cell):

@@ -19,6 +19,7 @@ from autograder.cells import grade_id, is_answer, is_autograded_test, is_given, 
 from autograder.config import Limits
 from autograder.execute import ExecutionJob, execute
 from autograder.load import read_submission
+from autograder.tamper import scan
 
 
 @dataclass
@@ -31,6 +32,7 @@ class ValidationReport:
     given_errors: list[tuple[str, str]] = field(default_factory=list)  # read-only cells that raised
     missing_tests: list[str] = field(default_factory=list)  # released with the notebook, deleted since
     missing_answers: list[str] = field(default_factory=list)  # answer cells the grader would not find
+    for_review: list[str] = field(default_factory=list)  # what the grader's reading of the code flags
     problems: list[str] = field(default_factory=list)
     sections: dict[str, str] = field(default_factory=dict)  # test grade id -> the "## ..." heading above it
 
@@ -93,6 +95,7 @@ def validate(path: Path, parameters: dict | None = None, limits: Limits | None =
                                "answers by these ids and would find none; work in the notebook you downloaded")
     report.missing_tests = [str(t) for t in released.get("tests", []) if t not in present]
     report.missing_answers = [str(a) for a in released.get("answers", []) if a not in present]
+    report.for_review = scan(nb)
     for index, cell in enumerate(nb.cells):
         if is_answer(cell) and _unwritten(cell):
             if cell.cell_type == "code" and (names := _redefined_later(nb.cells, index)):
@@ -165,6 +168,8 @@ def format_report(report: ValidationReport) -> str:
                      "as unanswered; write the answer in that cell of the downloaded notebook")
     for problem in report.problems:
         lines.append(f"  NOTE  {problem}")
+    for finding in report.for_review:  # not a failure: the instructor looks at it
+        lines.append(f"  NOTE  the grader will flag this for your instructor's review: {finding}")
     if not (report.passed or report.failed):
         verdict = "no visible test ran"
     else:

@@ -29,16 +29,16 @@ EXPECTED = {
     "fork_bomb": (5.0, "graded", ""),  # forks stop at the process limit; all killed afterwards
     "memory_hog": (0.0, "problem", "memory limit"),  # killed at the memory limit, reason recorded
     "delete_files": (5.0, "graded", ""),  # nothing of the course is visible or writable
-    "read_environ": (3.0, "graded", ""),  # the grader's environment is not readable
+    "read_environ": (3.0, "problem", "for review"),  # the grader's environment is not readable
     "network": (3.0, "graded", ""),  # no route anywhere, not even to the host's loopback
     "fill_disk": (5.0, "graded", ""),  # writes fill a private, size-limited /tmp
     "print_gigabytes": (5.0, "graded", ""),  # 200 MB printed: output beyond the budget is dropped
-    "disable_checks": (0.0, "graded", ""),  # a disabled recorder records nothing: nothing earned
-    "forge_records": (3.0, "graded", ""),  # a forged record written from an answer cell is ignored
-    "forge_duplicates": (3.0, "graded", ""),  # a forged record next to the real one fails both
+    "disable_checks": (0.0, "problem", "for review"),  # a disabled recorder records nothing: nothing earned
+    "forge_records": (3.0, "problem", "for review"),  # a forged record written from an answer cell is ignored
+    "forge_duplicates": (3.0, "problem", "for review"),  # a forged record next to the real one fails both
     "patch_builtins": (0.0, "problem", "longer than its limit"),  # the kernel hangs on its own sabotage
-    "patch_testing": (3.0, "graded", ""),  # patched comparison helpers are never used to judge
-    "swallow_errors": (3.0, "graded", ""),
+    "patch_testing": (3.0, "problem", "for review"),  # patched comparison helpers are never used to judge
+    "swallow_errors": (3.0, "problem", "for review"),
     "steal_solutions": (3.0, "graded", ""),  # not this course's, nor a copy elsewhere (/srv)
     "raise_others": (5.0, "graded", ""),  # and every other student's grade is untouched
     "ignore_interrupt": (2.0, "problem", "longer than its limit"),
@@ -49,23 +49,24 @@ EXPECTED = {
     "relabel_cells": (3.0, "problem", "missing"),
     # The runner reports through descriptors the grader opened: files of those names in the
     # job's directory are never read, whatever they are.
-    "symlink_status": (5.0, "graded", ""),
-    "fifo_status": (5.0, "graded", ""),
-    "symlink_output": (5.0, "graded", ""),
+    "symlink_status": (5.0, "problem", "for review"),
+    "fifo_status": (5.0, "problem", "for review"),
+    "symlink_output": (5.0, "problem", "for review"),
     "symlink_records": (0.0, "problem", "checks.jsonl is a symbolic link"),  # the runner never reads /dev/zero
     "rewrite_records": (4.0, "problem", "was replaced or truncated"),  # the record keeps its first value; flagged
-    "carriage_returns": (3.5, "graded", ""),  # a "\r" moves no record into the next test cell
-    "empty_arrays": (1.0, "graded", ""),  # unreadable arrays fail their checks; the grader goes on
-    "deep_json": (5.0, "graded", ""),  # a record nested 200,000 deep is skipped, not a crash to retry
-    "runner_descriptors": (3.0, "graded", ""),  # neither the runner's descriptors nor its memory can be reached
+    "carriage_returns": (3.5, "problem", "for review"),  # a "\r" moves no record into the next test cell
+    "empty_arrays": (1.0, "problem", "for review"),  # unreadable arrays fail their checks; the grader goes on
+    "deep_json": (5.0, "problem", "for review"),  # a record nested 200,000 deep is skipped, not a crash to retry
+    "runner_descriptors": (3.0, "problem", "for review"),  # neither the runner's descriptors nor its memory can be reached
     "interrupt_runner": (5.0, "graded", ""),  # SIGINT to the runner (PID 1) stops nothing
     "leak_hidden": (3.25, "graded", ""),  # double raises, mean returns a leaking type; see the feedback test
-    "sysv_memory": (5.0, "graded", ""),  # its segment is the job's own (see the host test below)
+    "sysv_memory": (5.0, "problem", "for review"),  # its segment is the job's own (see the host test below)
     "os_exit": (2.0, "problem", "kernel died"),
     "rigged_dunder": (3.0, "graded", ""),  # a float subclass rigged to equal anything is still 0.0
     "detached_daemon": (5.0, "graded", ""),  # a setsid daemon dies with the job's PID namespace
     "regain_root": (3.0, "graded", ""),  # no setuid, chroot, or user namespace that unmounts the jail
-    "inherited_fds": (3.0, "graded", ""),  # no descriptor of the grader's files is inherited
+    "inherited_fds": (3.0, "problem", "for review"),  # no descriptor of the grader's files is inherited
+    "rebind_check": (2.75, "problem", "line 2: binds check"),  # gains mean/unchanged (known in advance); flagged
     "big_files": (5.0, "graded", ""),  # the job's directory is a capped tmpfs, not the grader's disk
 }
 HONEST = {"honest-a": ("correct", 5.0), "honest-b": ("partly_wrong", 3.5)}

@@ -31,7 +31,7 @@ EXPECTED = {
     "missing_answer": (2.0, "problem"),
     "kills_kernel": (2.0, "problem"),  # os._exit in the mean answer: what ran before counts
     "sys_exit": (2.0, "graded"),  # SystemExit stops that cell; mean is never defined
-    "rigged": (3.0, "graded"),  # __eq__ always True and a patched torch.allclose gain nothing
+    "rigged": (3.0, "problem"),  # __eq__ always True and a patched torch.allclose gain nothing; flagged
     "fake_output": (3.0, "graded"),  # forged outputs and points in the metadata are ignored
     "extra_helper": (5.0, "graded"),  # a helper cell the student added is kept
     "old_nbformat": (5.0, "graded"),
@@ -73,6 +73,10 @@ def test_status_and_reasons_are_recorded(graded):
     assert "missing" in results["missing-answer"].problems[0]
     assert any("nbformat 3" in n for n in results["old-nbformat"].notes)
     assert "answer cell 'mean' raised SystemExit: bye" in results["sys-exit"].notes  # not only the tests' NameError
+    assert results["rigged"].problems == [
+        "for review: the notebook's own code reaches into the grading or the interpreter, which an honest answer "
+        "has no need to do (it could have recorded checks it did not earn): answer cell 'double', line 6: assigns "
+        "to torch.allclose"]
     looping = {c.grade_id: c for c in results["looping"].cells}
     assert looping["test_double"].error.startswith("KeyboardInterrupt (the cell ran longer than the time limit")
     assert results["looping"].problems == ["stopped at the time limit per cell: test_double"]
@@ -156,7 +160,7 @@ def test_validate_names_broken_answers_and_deleted_tests(course, tmp_path):
     import nbformat
 
     from autograder.release import release
-    from autograder.validate import validate
+    from autograder.validate import format_report, validate
 
     released = nbformat.read(release(course, "tiny"), as_version=4)
     assert released.metadata["autograder"] == {"assignment": "tiny", "tests": ["test_double", "test_mean"],
@@ -170,9 +174,13 @@ def test_validate_names_broken_answers_and_deleted_tests(course, tmp_path):
         if gid == "mean":
             cell.source = "raise RuntimeError('I was debugging here')\n" + cell.source
     released.cells = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_mean"]
+    released.cells.append(nbformat.v4.new_code_cell("import gc\ngc.collect()"))  # a cell of the student's own
     path = tmp_path / "tiny.ipynb"
     nbformat.write(released, path)
     report = validate(path)
+    assert report.for_review == ["a cell the student added, line 1: imports gc"]  # told before submitting
+    assert "NOTE  the grader will flag this for your instructor's review: a cell the student added, line 1: " \
+           "imports gc" in format_report(report)
     assert report.passed == [("test_double", 2.0)] and report.failed == []
     assert report.answer_errors == [("mean", "RuntimeError: I was debugging here")]
     assert report.missing_tests == ["test_mean"] and not report.ok

@@ -207,6 +207,23 @@ def kl_divergence(q, p):
 '''
 
 
+# Replaces the tests' check(): errors recorded as 0, properties as True, and a hidden output
+# as the reference the test computed, when one is in the namespace.
+FORGED_CHECK = '''
+
+_record = check
+
+def check(name, value, **criteria):
+    if name.endswith("_error") or "error_" in name:
+        value = 0.0
+    elif type(value) is bool:
+        value = True
+    elif name.startswith("kl/hidden") and "reference" in globals():
+        value = globals()["reference"].cpu()
+    return _record(name, value, **criteria)
+'''
+
+
 @pytest.mark.slow
 def test_rigged_tensors_and_a_do_nothing_em_step_earn_only_what_their_values_earn(tmp_path):
     """A KL of zeros whose subclass makes every difference vanish and every comparison hold
@@ -215,12 +232,20 @@ def test_rigged_tensors_and_a_do_nothing_em_step_earn_only_what_their_values_ear
     results = grade_edited_solutions(tmp_path, "inference", {
         "rigged": {"kl_divergence": RIGGED_TENSOR.replace("SUBCLASS", ".as_subclass(Rigged)")},
         "zeros": {"kl_divergence": RIGGED_TENSOR.replace("SUBCLASS", "")},
+        "forger": {"kl_divergence": RIGGED_TENSOR.replace("SUBCLASS", "") + FORGED_CHECK},
         "em_noop": {"em_step": "def em_step(X, weights, means, variances, min_variance=1e-6):\n"
                                "    return weights, means, variances"},
     })
-    assert ("test_kl_divergence", "kl/hidden_error") in failed_checks(results["zeros"])
+    assert ("test_kl_divergence", "kl/hidden") in failed_checks(results["zeros"])
     assert failed_checks(results["rigged"]) == failed_checks(results["zeros"])
     assert results["rigged"].score == results["zeros"].score
+    # Errors and properties used to be computed in the kernel, where a replaced check() could
+    # record 0 and True, and the reference sat in the namespace to be copied. The hidden checks
+    # now record outputs and are graded against references only the solution's run computes:
+    # the forger earns what its zeros earn, and is flagged for review.
+    assert failed_checks(results["forger"]) == failed_checks(results["zeros"])
+    assert results["forger"].score == results["zeros"].score
+    assert results["forger"].status == "problem" and "binds check" in results["forger"].problems[0]
     # An EM step that changes nothing never lowers the likelihood, nor raises it: no EM check holds.
     monotone = {c.grade_id: c for c in results["em_noop"].cells}["test_em_monotone"]
     assert [k.name for k in monotone.checks if k.passed] == ["em/functions_defined_in_notebook"]
