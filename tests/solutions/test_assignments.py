@@ -249,3 +249,30 @@ def test_rigged_tensors_and_a_do_nothing_em_step_earn_only_what_their_values_ear
     # An EM step that changes nothing never lowers the likelihood, nor raises it: no EM check holds.
     monotone = {c.grade_id: c for c in results["em_noop"].cells}["test_em_monotone"]
     assert [k.name for k in monotone.checks if k.passed] == ["em/functions_defined_in_notebook"]
+
+
+MUTATES_ITS_INPUT = '''
+
+_solution_rnn_forward = rnn_forward
+
+def rnn_forward(X, *args, **kwargs):
+    result = _solution_rnn_forward(X, *args, **kwargs)
+    X.mul_(0)  # right answer, destroyed input
+    return result
+'''
+
+
+@pytest.mark.slow
+def test_an_rnn_forward_that_destroys_its_input_loses_that_check_even_when_it_forges_true(tmp_path):
+    """The check records the input itself (as the solution leaves it), not whether it is
+    unchanged: True is a value any replaced check() can record, the input's numbers are not."""
+    solution = nbformat.read(ROOT / "solutions" / "rnn" / "rnn.ipynb", as_version=4)
+    answer = next(c.source for c in solution.cells if grade_id(c) == "rnn_forward") + MUTATES_ITS_INPUT
+    results = grade_edited_solutions(tmp_path, "rnn", {
+        "mutates": {"rnn_forward": answer},
+        "forges": {"rnn_forward": answer + FORGED_CHECK},
+    })
+    for student in ("mutates", "forges"):
+        assert ("test_rnn_forward_torch", "rnn_forward/input_unchanged") in failed_checks(results[student]), student
+    assert results["forges"].score <= results["mutates"].score
+    assert results["forges"].status == "problem" and "binds check" in results["forges"].problems[0]
