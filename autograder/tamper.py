@@ -107,9 +107,10 @@ def findings_in(source: str) -> list[tuple[int, str]]:
             found.append((line, "uses sys.modules"))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DYNAMIC_CALLS:
             found.append((line, f"calls {node.func.id}()"))
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in RECORDER_NAMES or \
-                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in RECORDER_NAMES:
-            found.append((line, f"binds {getattr(node, 'id', None) or node.name}, a name the tests record with"))
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in RECORDER_NAMES:
+            found.append((line, f"binds {node.id}, a name the tests record with"))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in RECORDER_NAMES:
+            found.append((line, f"binds {node.name}, a name the tests record with"))
         if isinstance(node, ast.Name) and node.id == "__builtins__":
             found.append((line, "uses __builtins__"))
         texts = [] if id(node) in prose else _words(node)
