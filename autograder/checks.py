@@ -17,7 +17,8 @@ answer: code that replaces ``check`` can record 0 or True. So tests record outpu
 reference they compute independently (by enumeration, with ``torch.distributions``) goes
 through :func:`expect` inside a ``### BEGIN REFERENCE`` ... ``### END REFERENCE`` region of
 the hidden tests: only the solution's run has that code, so a student's kernel never holds
-the reference to copy.
+the reference's values to copy. (A helper the visible tests define, such as an enumeration,
+stays callable: a forgery through it earns what an answer calling it earns.)
 """
 
 from __future__ import annotations

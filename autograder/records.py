@@ -149,6 +149,8 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
             return f"expected {len(items)} items, got {len(got_items) if quote else 'another number'}"
         for i, (r, g) in enumerate(zip(items, got_items, strict=True)):
             problem = _compare_values(r, g, rtol, atol, quote)
+            if problem and not quote:  # which item differs is the record's choice too
+                return problem if problem.startswith("an item: ") else f"an item: {problem}"
             if problem:  # nested sequences: "item [0][1]: ...", as the value would be indexed
                 return f"item [{i}]{problem[5:]}" if problem.startswith("item [") else f"item [{i}]: {problem}"
         return ""
@@ -193,6 +195,8 @@ def _expected_and_got(ref: dict[str, Any], got: dict[str, Any], rtol: float, ato
     """The expected and (with ``quote``) the recorded value where they differ, for checks
     the student can see."""
     kind = ref.get("kind")
+    if kind == "sequence" and not quote:  # the item shown would say which one the record got wrong
+        return ""
     if kind == "sequence" and got.get("kind") == "sequence" and len(ref.get("items", [])) == len(got.get("items", [])):
         for r, g in zip(ref["items"], got["items"], strict=True):
             if _compare_values(r, g, rtol, atol, quote):

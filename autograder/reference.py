@@ -71,11 +71,19 @@ def _with_references(assignment: Assignment, gid: str, made: list[dict[str, Any]
     independent reference, which the solution's value must meet. The solution must also
     meet its own thresholds (those the grader measures are left to the assignment's tests:
     they train and evaluate a model)."""
-    expected = {r["name"]: r for r in made if r.get("criteria", {}).get("expect")}
+    expects = [r for r in made if r.get("criteria", {}).get("expect")]
+    expected = {r["name"]: r for r in expects}
     checks = [r for r in made if not r.get("criteria", {}).get("expect")]
     unused = sorted(set(expected) - {r["name"] for r in checks})
     if unused:
         raise SourceError(f"cell {gid!r} of {assignment.name!r} expects values for checks it does not record: {unused}")
+    if len(expected) < len(expects):
+        raise SourceError(f"cell {gid!r} of {assignment.name!r} expects more than one value for a check")
+    thresholds = sorted(r["name"] for r in checks if r["name"] in expected and (
+        r.get("criteria", {}).get("at_least") is not None or r.get("criteria", {}).get("at_most") is not None))
+    if thresholds:
+        raise SourceError(f"cell {gid!r} of {assignment.name!r} expects values for threshold checks, which compare "
+                          f"with no value: {thresholds}")
     references = []
     for own in checks:
         criteria = own.get("criteria", {})

@@ -96,7 +96,13 @@ def _check_reference_regions(path: Path, gid: str, source: str) -> None:
         raise SourceError(f"{path}: test cell {gid!r} has a REFERENCE region outside its hidden tests")
     stripped = without_reference(source)
     if "### BEGIN REFERENCE" in stripped or "### END REFERENCE" in stripped:
-        raise SourceError(f"{path}: test cell {gid!r} has an unmatched BEGIN/END REFERENCE marker")
+        raise SourceError(f"{path}: test cell {gid!r} has an unmatched BEGIN/END REFERENCE marker (each on a line "
+                          "of its own, with nothing after it)")
+    if any("HIDDEN TESTS" in region.group(0) for region in REFERENCE_ONLY.finditer(source)):
+        raise SourceError(f"{path}: test cell {gid!r} has a REFERENCE region that crosses its hidden tests' markers")
+    if "expect(" in stripped:
+        raise SourceError(f"{path}: test cell {gid!r} calls expect() outside a REFERENCE region: the reference "
+                          "would then be computed in every student's kernel")
     if stripped != source:
         try:
             ast.parse(stripped)

@@ -5,126 +5,242 @@ with the solution's, so rigged objects and patched comparison functions gain not
 Code in the student's kernel can still replace ``check`` itself, or the records it writes,
 and record what it likes. Where a check's value must match one computed from hidden inputs
 (outputs, and references from ``expect``), a forged record must hold that value, which
-takes solving the problem. Where the passing value is known in advance (an error was
-raised, an input was left unchanged, a rule was kept), a forged record gains the check,
-and no defence inside the kernel can stop that.
+takes computing the right answer. Where the passing value is known in advance (an error
+was raised, an input was left unchanged, a rule was kept), a forged record gains the
+check, and no defence inside the kernel can stop that.
 
-So the grader also reads the code the student wrote (answer cells and cells they added;
-it never runs it here) and flags the submission for review when that code does what an
-honest solution has no reason to: name the grader, bind ``check`` again, reach into the
-interpreter (frames, ``sys.modules``, ``gc``, ``ctypes``, IPython's hooks) or other
-processes (``/proc``), build code at run time (``exec``, ``__import__``) or assign to
-attributes of imported modules (``torch.allclose = ...``).
-A flag scores nothing by itself: it tells the instructor where to look.
+So the grader also reads the code the student wrote (answer cells and cells they added,
+as IPython turns them into Python; it never runs them here) and flags the submission for
+review when that code does what an honest solution has no reason to: bind ``check`` again
+at the top level, name the grader, reach into the interpreter (frames, ``sys.modules``,
+``ctypes``, IPython's namespace) or ``/proc``, use ``exec``, ``eval`` or ``__import__``
+(code built from strings), run shell commands or magics other than timing ones, or assign
+to attributes of modules (``torch.allclose = ...``). A flag scores nothing by itself: it
+tells the instructor where to look.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 
 import nbformat
 
 from autograder.cells import grade_id, is_answer
 
 GRADING_WORDS = ("autograder", "AUTOGRADER_CHECKS", "checks.jsonl")
-INTERPRETER_MODULES = frozenset({"ctypes", "gc", "inspect", "builtins", "importlib", "cffi"})
+RECORDER_NAMES = frozenset({"check", "plain", "expect"})  # what test cells call from autograder.checks
+# Any use of these names: code from strings, the namespace as a dict, IPython's shell.
+DYNAMIC_NAMES = frozenset({"exec", "eval", "compile", "__import__", "globals", "locals", "breakpoint",
+                           "get_ipython", "__builtins__"})
+INTERPRETER_MODULES = frozenset({"ctypes", "cffi", "builtins", "importlib", "autograder"})
+# Attributes that reach frames, other code's globals, the garbage collector's object lists,
+# tracing hooks, torch's function-mode stack (which watches the rules) or IPython's namespace.
 INTERPRETER_ATTRIBUTES = frozenset({
     "_getframe", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame", "gi_frame", "cr_frame",
-    "__globals__", "__code__", "__closure__", "__builtins__", "__subclasses__", "__dict__",
-    "settrace", "setprofile", "monitoring", "currentframe", "getouterframes", "get_referrers", "get_referents",
-    "get_objects", "_pop_mode", "_push_mode", "_pop_torch_function_stack", "_push_on_torch_function_stack",
-    "DisableTorchFunction", "DisableTorchFunctionSubclass", "_disabled_torch_function_impl", "_set_torch_function_mode",
+    "__globals__", "__code__", "__closure__", "__builtins__", "__subclasses__", "settrace", "setprofile",
+    "currentframe", "getouterframes", "get_referrers", "get_referents", "get_objects", "_pop_mode", "_push_mode",
+    "_pop_torch_function_stack", "_push_on_torch_function_stack", "DisableTorchFunction",
+    "DisableTorchFunctionSubclass", "_disabled_torch_function_impl", "_set_torch_function_mode", "user_ns",
+    "user_global_ns",
 })
-DYNAMIC_CALLS = frozenset({"exec", "eval", "compile", "__import__", "globals", "vars", "setattr", "delattr",
-                           "get_ipython", "breakpoint"})
-# What test cells call from autograder.checks: an answer that binds one of these names again
-# replaces it for every test cell after it.
-RECORDER_NAMES = frozenset({"check", "plain", "expect"})
-MODULE_ROOTS = frozenset({"torch", "np", "numpy", "math", "F", "nn", "sys", "os", "builtins", "autograder",
-                          "functools", "operator", "json", "pathlib", "io", "random"})
-# Cell magics and shell escapes run code the parser cannot see; line magics such as
-# %matplotlib are harmless and are dropped before parsing.
-SHELL_OR_CELL_MAGIC = re.compile(r"^\s*(!|%%|%(run|load|env|store|sx|system|writefile|bash|sh|script)\b)")
+SYS_ATTRIBUTES = frozenset({"modules", "monitoring", "meta_path", "path_hooks"})  # only on the sys module
+# Modules whose attributes a submission must not replace (the course's setup cells import
+# torch as torch, nn and F, numpy as np). Settings under torch.backends are not patches.
+GUARDED_MODULES = frozenset({"torch", "numpy", "math", "builtins", "autograder", "sys", "os", "functools",
+                             "operator", "json", "random", "io", "pathlib", "importlib", "types"})
+SETUP_ALIASES = {"torch": "torch", "nn": "torch", "F": "torch", "np": "numpy", "math": "math"}
+# Magics whose argument or body is Python run in the notebook's namespace: read like code.
+PYTHON_MAGICS = frozenset({"time", "timeit", "prun", "capture"})
+HARMLESS_MAGICS = frozenset({"matplotlib", "html", "markdown", "latex", "svg", "javascript", "js"})
+MAGIC_CALLS = frozenset({"run_line_magic", "run_cell_magic", "system", "getoutput"})
 
 
-def _attribute_root(node: ast.expr) -> str | None:
-    while isinstance(node, (ast.Attribute, ast.Subscript)):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-def _words(node: ast.AST) -> list[str]:
-    """The names and string constants a node spells out."""
-    if isinstance(node, ast.Name):
-        return [node.id]
-    if isinstance(node, ast.Attribute):
-        return [node.attr]
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, (ast.Import, ast.ImportFrom)):
-        return [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-    return []
-
-
-def _dotted(node: ast.expr) -> str:
+def _ipython_to_python(source: str) -> str:
+    """The cell as IPython runs it: magics and ``!`` commands become calls on ``get_ipython()``."""
     try:
-        return ast.unparse(node)[:80]
-    except Exception:  # noqa: BLE001 - only for the message
-        return "an attribute"
-
-
-def findings_in(source: str) -> list[tuple[int, str]]:
-    """``(line, what)`` for each construct of the module docstring found in ``source``."""
-    found: list[tuple[int, str]] = []
-    lines = []
-    for number, line in enumerate(source.splitlines(), start=1):
-        if SHELL_OR_CELL_MAGIC.match(line):
-            found.append((number, "runs a shell command or a cell magic"))
-            lines.append("")
-        else:
-            lines.append("" if line.lstrip().startswith("%") else line)
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # pragma: no cover - the course environment has IPython
+        return source
     try:
-        tree = ast.parse("\n".join(lines))
-    except SyntaxError:
-        return found  # it fails when run too: nothing it could do
-    imported: set[str] = set()
-    prose = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+        return TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - IPython could not transform it either: read it as it is
+        return source
+
+
+def _root(node: ast.AST) -> ast.AST:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node
+
+
+def _aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> top-level module it stands for (``import numpy as np``: np -> numpy)."""
+    aliases = dict(SETUP_ALIASES)
     for node in ast.walk(tree):
-        line = getattr(node, "lineno", 0)
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            imported |= {(a.asname or a.name).split(".")[0] for a in node.names}
-            found += [(line, f"binds {a.asname or a.name}, a name the tests record with")
-                      for a in node.names if (a.asname or a.name) in RECORDER_NAMES]
-            for module in modules:
-                top = module.split(".")[0]
-                if top in INTERPRETER_MODULES:
-                    found.append((line, f"imports {module}"))
-        elif isinstance(node, ast.Attribute) and node.attr in INTERPRETER_ATTRIBUTES:
-            found.append((line, f"uses {node.attr}"))
-        elif isinstance(node, ast.Attribute) and node.attr == "modules" and _attribute_root(node) == "sys":
-            found.append((line, "uses sys.modules"))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in DYNAMIC_CALLS:
-            found.append((line, f"calls {node.func.id}()"))
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id in RECORDER_NAMES:
-            found.append((line, f"binds {node.id}, a name the tests record with"))
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in RECORDER_NAMES:
-            found.append((line, f"binds {node.name}, a name the tests record with"))
-        if isinstance(node, ast.Name) and node.id == "__builtins__":
-            found.append((line, "uses __builtins__"))
-        texts = [] if id(node) in prose else _words(node)
-        if any(word in text for text in texts for word in GRADING_WORDS):
-            found.append((line, "names the grader"))
-        if any(text.startswith("/proc/") for text in texts):
-            found.append((line, "reads /proc (other processes, the grader's included)"))
-    for node in ast.walk(tree):  # monkeypatching: assigning to what an import bound
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
-        for target in targets:
-            root = _attribute_root(target) if isinstance(target, ast.Attribute) else None
-            if root in imported | MODULE_ROOTS and not _dotted(target).startswith("torch.backends."):
-                found.append((node.lineno, f"assigns to {_dotted(target)}"))
-    return sorted(set(found))
+        if isinstance(node, ast.Import):
+            aliases.update({alias.asname or alias.name.split(".")[0]: alias.name.split(".")[0] for alias in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            aliases.update({alias.asname or alias.name: node.module.split(".")[0] for alias in node.names})
+    return aliases
+
+
+def _magic(node: ast.Call) -> tuple[str, list[str]] | None:
+    """``(kind, constant string arguments)`` of ``get_ipython().<magic call>(...)``, as IPython
+    writes magics and shell commands, else None."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and func.attr in MAGIC_CALLS and isinstance(func.value, ast.Call)
+            and isinstance(func.value.func, ast.Name) and func.value.func.id == "get_ipython"):
+        return None
+    strings = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    return (func.attr, strings) if len(strings) == len(node.args) else None
+
+
+class _Reader(ast.NodeVisitor):
+    """Collects ``(line, what)`` findings; ``depth`` counts the scopes (functions, classes,
+    lambdas, comprehensions) around a node: a name bound at depth 0 is the notebook's."""
+
+    def __init__(self, aliases: dict[str, str], line_offset: int) -> None:
+        self.aliases, self.offset, self.depth = aliases, line_offset, 0
+        self.found: list[tuple[int, str]] = []
+        self.magic_ipython: set[int] = set()  # get_ipython names that belong to a magic
+        self.called: set[int] = set()  # setattr, delattr and vars names that are called
+
+    def add(self, node: ast.AST, what: str) -> None:
+        self.found.append((getattr(node, "lineno", 1) + self.offset, what))
+
+    def module_of(self, node: ast.AST) -> str | None:
+        root = _root(node)
+        return self.aliases.get(root.id) if isinstance(root, ast.Name) else None
+
+    def scoped(self, node: ast.AST) -> None:
+        self.depth += 1
+        self.generic_visit(node)
+        self.depth -= 1
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        if self.depth == 0 and node.name in RECORDER_NAMES:
+            self.add(node, f"binds {node.name}, a name the tests record with")
+        for outside in [*node.decorator_list, node.args]:  # evaluated where the function is defined
+            self.visit(outside)
+        self.depth += 1
+        for statement in node.body:
+            self.visit(statement)
+        self.depth -= 1
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = scoped
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        if self.depth == 0 and node.name in RECORDER_NAMES:
+            self.add(node, f"binds {node.name}, a name the tests record with")
+        self.scoped(node)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        for name in set(node.names) & RECORDER_NAMES:
+            self.add(node, f"binds {name}, a name the tests record with")
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+        for module in modules:
+            if module.split(".")[0] in INTERPRETER_MODULES:
+                self.add(node, "names the grader" if module.startswith("autograder") else f"imports {module}")
+        for alias in node.names:
+            bound = alias.asname or alias.name.split(".")[0]
+            if self.depth == 0 and bound in RECORDER_NAMES:
+                self.add(node, f"binds {bound}, a name the tests record with")
+            if isinstance(node, ast.ImportFrom) and node.module == "sys" and alias.name in SYS_ATTRIBUTES:
+                self.add(node, f"uses sys.{alias.name}")
+
+    visit_ImportFrom = visit_Import
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and self.depth == 0 and node.id in RECORDER_NAMES:
+            self.add(node, f"binds {node.id}, a name the tests record with")
+        if node.id in DYNAMIC_NAMES and id(node) not in self.magic_ipython:
+            self.add(node, f"uses {node.id}")
+        if node.id in ("setattr", "delattr", "vars") and id(node) not in self.called:
+            self.add(node, f"uses {node.id} as a value")  # called, it is judged in visit_Call
+        if any(word in node.id for word in GRADING_WORDS):
+            self.add(node, "names the grader")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in INTERPRETER_ATTRIBUTES:
+            self.add(node, f"uses {node.attr}")
+        elif node.attr in SYS_ATTRIBUTES and self.module_of(node.value) == "sys":
+            self.add(node, f"uses sys.{node.attr}")
+        elif node.attr == "__dict__" and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
+            self.add(node, "uses __dict__")
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and self.module_of(node) in GUARDED_MODULES \
+                and not ast.unparse(node).startswith("torch.backends."):
+            self.add(node, f"assigns to {ast.unparse(node)[:80]}")
+        if any(word in node.attr for word in GRADING_WORDS):
+            self.add(node, "names the grader")
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        text = node.value if isinstance(node.value, str) else ""
+        if text and not any(c.isspace() for c in text) and any(word in text for word in GRADING_WORDS):
+            self.add(node, "names the grader")  # an identifier or path; prose with spaces is not
+        if text.startswith("/proc/") or text == "/proc":
+            self.add(node, "reads /proc (other processes, the grader's included)")
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        if not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):  # docstrings are prose
+            self.generic_visit(node)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        magic = _magic(node)
+        if magic is not None:
+            self.magic_ipython.add(id(node.func.value.func))
+            self.magic_call(node, *magic)
+        func = node.func
+        if isinstance(func, ast.Name):
+            self.called.add(id(func))
+        if isinstance(func, ast.Name) and func.id in ("setattr", "delattr", "getattr") and node.args:
+            module = self.module_of(node.args[0])
+            if module in (GUARDED_MODULES if func.id != "getattr" else INTERPRETER_MODULES | {"sys"}):
+                self.add(node, f"calls {func.id}() on the {module} module")
+        if isinstance(func, ast.Name) and func.id == "vars" and not node.args:
+            self.add(node, "uses vars() (the namespace as a dict)")
+        self.generic_visit(node)
+
+    def magic_call(self, node: ast.Call, kind: str, strings: list[str]) -> None:
+        if kind in ("system", "getoutput"):
+            self.add(node, "runs a shell command")
+            return
+        name = strings[0].split()[0] if strings and strings[0].split() else ""
+        if name in HARMLESS_MAGICS:
+            return
+        if name not in PYTHON_MAGICS:
+            self.add(node, f"runs the magic %{'%' if kind == 'run_cell_magic' else ''}{name}")
+            return
+        # %time <statement>, or %%time with the cell's body: that code runs in the namespace.
+        code = strings[-1] if kind == "run_cell_magic" else " ".join(strings[1:])
+        if kind == "run_line_magic":  # options such as -n 3 come first: keep what parses
+            words = code.split()
+            code = next((" ".join(words[i:]) for i in range(len(words) + 1) if _parses(" ".join(words[i:]))), "")
+        offset = getattr(node, "lineno", 1) + self.offset - (0 if kind == "run_cell_magic" else 1)
+        self.found += findings_in(code, offset, self.aliases)
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except SyntaxError:
+        return False
+    return True
+
+
+def findings_in(source: str, line_offset: int = 0, aliases: dict[str, str] | None = None) -> list[tuple[int, str]]:
+    """``(line, what)`` for each construct of the module docstring found in ``source``
+    (a cell; ``line_offset`` and ``aliases`` for code a magic runs inside another cell)."""
+    try:
+        tree = ast.parse(_ipython_to_python(source))
+    except SyntaxError:
+        return []  # IPython cannot run it either: the cell raises SyntaxError and does nothing
+    reader = _Reader({**(aliases or {}), **_aliases(tree)}, line_offset)
+    reader.visit(tree)
+    return sorted(set(reader.found))
 
 
 def scan(notebook: nbformat.NotebookNode) -> list[str]:

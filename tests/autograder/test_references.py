@@ -50,6 +50,11 @@ def test_a_reference_region_is_cut_from_the_notebook_a_submission_runs(course):
      "unmatched"),
     (lambda s: s.replace("### END HIDDEN TESTS", "for i in range(2):\n    ### BEGIN REFERENCE\n    expect('a', i)\n"
                                                  "    ### END REFERENCE\n### END HIDDEN TESTS"), "does not parse"),
+    # a region that swallows the end of the hidden tests would cut visible code from every run
+    (lambda s: s.replace("### END HIDDEN TESTS", "### BEGIN REFERENCE\n### END HIDDEN TESTS\ncheck('v', 1)\n"
+                                                 "### END REFERENCE"), "crosses its hidden tests' markers"),
+    (lambda s: s.replace("### END HIDDEN TESTS", "expect('double/tensor', x + x)\n### END HIDDEN TESTS"),
+     "outside a REFERENCE region"),  # it would run in every student's kernel
 ])
 def test_a_reference_region_must_be_hidden_whole_and_leave_code_that_parses(course, edit, message):
     edit_test_double(course, edit)
@@ -76,6 +81,11 @@ def test_students_are_graded_against_the_expected_value_which_the_solution_must_
         _with_references(assignment, "test_double", [made[0], {**made[1], "name": "typo"}])
     with pytest.raises(SourceError, match="fails its own check 'accuracy'.*needs at least 0.9"):
         _with_references(assignment, "test_double", [record("accuracy", {"kind": "float", "value": 0.5}, at_least=0.9)])
+    with pytest.raises(SourceError, match="more than one value"):
+        _with_references(assignment, "test_double", [*made, made[1]])
+    with pytest.raises(SourceError, match=r"threshold checks, which compare with no value: \['accuracy'\]"):
+        _with_references(assignment, "test_double", [record("accuracy", {"kind": "float", "value": 0.95}, at_least=0.9),
+                                                     {**made[1], "name": "accuracy"}])
 
 
 def test_an_expect_record_from_a_student_run_is_ignored(course):

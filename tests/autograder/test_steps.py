@@ -182,6 +182,9 @@ def test_after_hidden_tests_no_message_repeats_what_the_student_recorded():
         "kind": (small, {"kind": "hidden"}),
         "threshold": (ref({"kind": "float", "value": 0.9}, at_least=0.8), {"kind": "float", "value": 0.12345}),
         "error": (small, {"kind": "str", "value": "error: hidden: 12345"}),
+        # which item differs is the record's choice: item [12345] would carry the number
+        "item": (ref({"kind": "sequence", "items": [{"kind": "int", "value": 0}] * 12346}),
+                 {"kind": "sequence", "items": [{"kind": "int", "value": 0}] * 12345 + [{"kind": "int", "value": 1}]}),
     }
     for label, (reference, got) in records.items():
         for visible in (True, False):

@@ -49,16 +49,58 @@ def test_what_an_honest_answer_has_no_need_to_do_is_found_with_its_line():
         (12, "assigns to sys.modules['autograder.checks'].check"),
         (12, "names the grader"),
         (12, "uses sys.modules"),
-        (13, "calls __import__()"),
-        (14, "calls get_ipython()"),
+        (13, "uses __import__"),
+        (14, "uses get_ipython"),
         (15, "uses _getframe"),
         (15, "uses f_globals"),
         (16, "imports ctypes"),
-        (16, "imports gc"),
-        (17, "runs a shell command or a cell magic"),
+        (17, "runs a shell command"),
         (18, "reads /proc (other processes, the grader's included)"),
     ]
 
 
+@pytest.mark.parametrize(("source", "finding"), [
+    ("%time check = fake", (1, "binds check, a name the tests record with")),  # magics are read as IPython runs them
+    ("%timeit -n 3 check = fake", (1, "binds check, a name the tests record with")),
+    ("%%time\nx = 1\ncheck = fake", (3, "binds check, a name the tests record with")),
+    ("files = !ls\ncheck = fake", (2, "binds check, a name the tests record with")),  # IPython-only syntax parses
+    ("%%bash\nls /", (1, "runs the magic %%bash")),
+    ("ip = get_ipython\nip().user_ns.update(check=fake)", (2, "uses user_ns")),
+    ("run = eval\nrun('1')", (1, "uses eval")),
+    ("import sys as s\nm = s.modules['auto' + 'grader.checks']", (2, "uses sys.modules")),
+    ("from sys import modules", (1, "uses sys.modules")),
+    ("import sys\ngetattr(sys, 'mod' + 'ules')", (2, "calls getattr() on the sys module")),
+    ("setattr(torch, 'allclose', lambda *a: True)", (1, "calls setattr() on the torch module")),
+    ("patch = setattr\npatch(torch, 'allclose', f)", (1, "uses setattr as a value")),
+    ("vars()['check'] = f", (1, "uses vars() (the namespace as a dict)")),
+    ("def f():\n    global check\n    check = g", (2, "binds check, a name the tests record with")),
+    ("for check in [f]:\n    pass", (1, "binds check, a name the tests record with")),
+    ("import torch as T\nT.allclose = f", (2, "assigns to T.allclose")),
+])
+def test_ways_around_the_reading_are_read_too(source, finding):
+    assert finding in findings_in(source)
+
+
+@pytest.mark.parametrize("source", [
+    "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        for i in range(3):\n"
+    "            setattr(self, f'fc{i}', nn.Linear(3, 3))\n        self.__dict__.update({})",
+    "import gc\ngc.collect()\ntorch.cuda.empty_cache()",
+    "%%time\nx = torch.randn(3)",
+    "%matplotlib inline\nimport torch",
+    "print(vars(config))",
+    "trainer.monitoring = True\nimport pandas as pd\npd.options.display.max_rows = 20",
+    "def f(text):\n    plain = text.lower()\n    for check in text:\n        pass\n    return plain\n"
+    "class Callback:\n    def check(self, loss):\n        return loss",
+    "import inspect\nprint(inspect.signature(f))",
+    'print("ready for the autograder")',
+    "act = getattr(torch, 'tanh')\nfor m in net.modules():\n    pass",
+    "torch.backends.cudnn.benchmark = True\nnp.random.seed(0)",
+    "counts = {check: 1 for check in range(3)}",
+])
+def test_ordinary_deep_learning_code_is_not_flagged(source):
+    assert findings_in(source) == []
+
+
 def test_code_that_does_not_parse_is_not_a_finding():
+    """It raises SyntaxError when run and does nothing else (IPython syntax is translated first)."""
     assert findings_in("def softmax(X):\n    return (") == []
