@@ -47,6 +47,10 @@ def exception_name(name: str) -> str:
     return said(name, KNOWN_EXCEPTIONS, "an exception of a class defined in the notebook")
 
 
+def _kind_text(value: dict[str, Any]) -> str:
+    return said(value.get("kind"), KINDS, "value of an unknown kind")
+
+
 def _shape_text(shape: Any) -> str:
     ok = isinstance(shape, list) and all(type(d) is int for d in shape)
     return str(tuple(shape)) if ok else "(not a shape)"
@@ -94,7 +98,7 @@ def _measured(measure: str, arguments: Any, got: dict[str, Any], quote: bool) ->
     if not isinstance(arguments, dict):
         arguments = {}
     if got.get("kind") != "sequence" or not got.get("items"):
-        return f"expected a list of parameter tensors, got a {said(got.get('kind'), KINDS, 'value of an unknown kind')}"
+        return f"expected a list of parameter tensors, got a {_kind_text(got)}"
     try:
         return MEASURES[measure](_plain(got), **arguments)
     except MeasureError as exc:
@@ -110,7 +114,7 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
     how far off it is). Without it, a message says only what the reference and the fixed
     lists above hold, so a record cannot carry text out to the feedback.
     """
-    kind, got_kind = ref.get("kind"), said(got.get("kind"), KINDS, "value of an unknown kind")
+    kind, got_kind = ref.get("kind"), _kind_text(got)
     if got_kind == "unsupported":
         shown = said(got.get("type"), KNOWN_TYPES, "")
         return f"expected a {kind}, got an object of {f'type {shown}' if shown else 'a class defined in the notebook'}" \
@@ -162,7 +166,8 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
             return "the expected value is not a number"
         if math.isnan(expected) or math.isnan(actual):
             return "" if math.isnan(expected) and math.isnan(actual) else "NaN mismatch"
-        if expected == actual if kind == "int" and got_kind == "int" else math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol):
+        exact = kind == "int" and got_kind == "int"
+        if expected == actual if exact else math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol):
             return ""
         return f"got {actual:.6g}, which differs from the expected value" if quote else "the value differs from the expected one"
     if kind in ("bool", "str", "none"):
@@ -269,13 +274,14 @@ def _judge(reference: dict[str, Any], student: list[dict[str, Any]], visible: bo
         else:
             value = _number(got)
         if value is None or math.isnan(value):
-            return CheckResult(name, False, f"expected a number, got a {said(got.get('kind'), KINDS, 'value of an unknown kind')}")
-        got_text = f"got {value:.4g}, " if messages or measure is not None else ""
+            return CheckResult(name, False, f"expected a number, got a {_kind_text(got)}")
+        shown = f"{value:.4g}" if messages or measure is not None else ""  # a measure is the grader's number
+        got_text = f"got {shown}, " if shown else ""
         if at_least is not None and value < float(at_least):
             return CheckResult(name, False, f"{got_text}needs at least {float(at_least):g}")
         if at_most is not None and value > float(at_most):
             return CheckResult(name, False, f"{got_text}needs at most {float(at_most):g}")
-        return CheckResult(name, True, got_text.removeprefix("got ").removesuffix(", "))
+        return CheckResult(name, True, shown)
     raised = _raised(reference["value"], got, visible and messages)
     if raised:
         return CheckResult(name, False, raised)

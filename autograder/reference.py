@@ -65,15 +65,20 @@ def attribute(assignment: Assignment, outcome: ExecutionOutcome) -> dict[str, li
     return by_cell
 
 
+def is_expectation(record: dict[str, Any]) -> bool:
+    """Whether ``record`` was made by :func:`~autograder.checks.expect`, not by ``check``."""
+    return bool(record.get("criteria", {}).get("expect"))
+
+
 def _with_references(assignment: Assignment, gid: str, made: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A test cell's check records as students' are compared with them: the solution's
     values, or for a check with an :func:`~autograder.checks.expect` record, that
     independent reference, which the solution's value must meet. The solution must also
     meet its own thresholds (those the grader measures are left to the assignment's tests:
     they train and evaluate a model)."""
-    expects = [r for r in made if r.get("criteria", {}).get("expect")]
+    expects = [r for r in made if is_expectation(r)]
     expected = {r["name"]: r for r in expects}
-    checks = [r for r in made if not r.get("criteria", {}).get("expect")]
+    checks = [r for r in made if not is_expectation(r)]
     unused = sorted(set(expected) - {r["name"] for r in checks})
     if unused:
         raise SourceError(f"cell {gid!r} of {assignment.name!r} expects values for checks it does not record: {unused}")

@@ -10,7 +10,7 @@ from nbformat import NotebookNode
 from autograder.cells import grade_id, is_answer, is_given
 from autograder.execute import ExecutionOutcome
 from autograder.records import compare, exception_name
-from autograder.reference import Reference
+from autograder.reference import Reference, is_expectation
 from autograder.results import CellScore
 from autograder.source import HIDDEN_TESTS, Assignment
 
@@ -115,7 +115,7 @@ def score_cells(assignment: Assignment, reference: Reference, outcome: Execution
     cells_by_index = cells_with_ids(executed)
     by_cell_and_name: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in outcome.records if outcome else []:
-        if record.get("criteria", {}).get("expect"):  # references come from the solution's run only
+        if is_expectation(record):  # references come from the solution's run only
             continue
         if (gid := cells_by_index.get(record.get("cell"))) is not None:
             by_cell_and_name[(gid, record["name"])].append(record)
