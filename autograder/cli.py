@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from autograder.config import Course, Limits
@@ -108,10 +109,22 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def due_time(text: str) -> datetime:
+    """``--due``: an ISO date and time; without a UTC offset, this machine's local time."""
+    try:
+        due = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date and time such as '2026-12-01 23:59' or '2026-12-01T23:59+01:00'") from None
+    return due.astimezone() if due.tzinfo is None else due
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from autograder.export import export
 
-    csv_path, report = export(_course(args), args.assignment)
+    csv_path, report = export(_course(args), args.assignment, args.due)
+    if args.due is not None:
+        print(f"due {args.due.isoformat(sep=' ', timespec='minutes')}: hours late are in the CSV's hours_late column")
     print(f"grades: {csv_path}\nreport: {report}")
     return 0
 
@@ -173,6 +186,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", parents=[common], help="CSV of grades and a report with plots")
     s.add_argument("assignment", help="name under solutions/")
+    s.add_argument("--due", type=due_time, metavar="TIME",
+                   help="due time, e.g. '2026-12-01 23:59' (local time) or '2026-12-01T23:59+01:00': "
+                        "adds hours late per submission (no penalty is applied)")
     s.set_defaults(func=cmd_export)
     return p
 

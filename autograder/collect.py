@@ -17,7 +17,9 @@ Accepts the layouts instructors really get, as a folder or a zip:
 A ``-N`` (LMS) or `` (N)`` (browser) suffix numbers a resubmission: of several files for
 one student and assignment the highest number is kept, then the latest submission time.
 That time is the zip entry's date (read as local time, as ``unzip`` does), nbgrader's
-``timestamp.txt``, or else the file's modification time; it goes to ``timestamp.txt``.
+``timestamp.txt``, or else the file's modification time; it goes to ``timestamp.txt``
+(``export --due`` reports lateness from it). An LMS's own late mark (Canvas) is kept in
+``lms_late.txt``.
 Collecting again replaces a notebook collected before only with a newer submission.
 Every other file is listed with the reason it was not imported (system files such as
 ``__MACOSX/`` and ``.DS_Store`` are skipped silently); names are never guessed.
@@ -159,8 +161,8 @@ def _unzip(archive_path: Path, into: Path, report: CollectReport) -> None:
             os.utime(target, (stamp, stamp))
 
 
-def _nbgrader_time(folder: Path) -> datetime | None:
-    """The time in nbgrader's ``timestamp.txt`` of a submission folder, if it has a readable one."""
+def submission_time(folder: Path) -> datetime | None:
+    """The time in nbgrader's ``timestamp.txt`` of a submission folder (UTC), if it has a readable one."""
     try:
         text = (folder / "timestamp.txt").read_text().strip()
         stamp = datetime.fromisoformat(re.sub(r" UTC$", "+00:00", text))
@@ -173,7 +175,8 @@ def _is_junk(rel: Path) -> bool:
     return bool(JUNK_FOLDERS.intersection(rel.parts[:-1])) or rel.name in JUNK_NAMES or rel.name.startswith("._")
 
 
-NBGRADER_FILES = ("timestamp.txt", "lms_id.txt")  # beside a notebook in nbgrader's layout (lms_id.txt: ours)
+# Beside a notebook in nbgrader's layout (lms_id.txt and lms_late.txt: ours).
+NBGRADER_FILES = ("timestamp.txt", "lms_id.txt", "lms_late.txt")
 
 
 def _is_nbgrader_file(rel: Path, known: list[str]) -> bool:
@@ -187,6 +190,11 @@ def _nbgrader_lms_id(folder: Path) -> str:
     except (OSError, UnicodeDecodeError):
         return ""
     return text if STUDENT_ID.match(text) else ""
+
+
+def lms_marked_late(folder: Path) -> bool:
+    """Whether the LMS marked the submission collected into ``folder`` late (``lms_late.txt``)."""
+    return (folder / "lms_late.txt").is_file()
 
 
 def _choose(group: list[tuple[Submission, Path]]) -> tuple[tuple[Submission, Path] | None, str]:
@@ -223,7 +231,7 @@ def _keep_collected(submission: Submission, path: Path, target: Path) -> tuple[s
     """
     if not target.exists() or path.resolve() == target.resolve():
         return None
-    collected = _nbgrader_time(target.parent) or datetime.fromtimestamp(target.stat().st_mtime, tz=timezone.utc)
+    collected = submission_time(target.parent) or datetime.fromtimestamp(target.stat().st_mtime, tz=timezone.utc)
     if submission.submitted > collected or (submission.submitted == collected
                                            and target.read_bytes() == path.read_bytes()):
         return None
@@ -271,10 +279,11 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
                 report.problems.append(f"{rel}: is {assignment}, not {only} (--assignment); not imported")
                 continue
             nbgrader = len(rel.parts) >= 3 and rel.parts[-2] == assignment and rel.parts[-3] == student
-            stamp = (_nbgrader_time(path.parent) if nbgrader else None) or datetime.fromtimestamp(
+            stamp = (submission_time(path.parent) if nbgrader else None) or datetime.fromtimestamp(
                 path.stat().st_mtime, tz=timezone.utc)
-            if nbgrader and not lms_id:  # a tree collect made (submitted/ itself, or a copy of it)
-                lms_id = _nbgrader_lms_id(path.parent)
+            if nbgrader:  # a tree collect made (submitted/ itself, or a copy of it) keeps the LMS's marks
+                lms_id = lms_id or _nbgrader_lms_id(path.parent)
+                late = late or lms_marked_late(path.parent)
             submission = Submission(student, assignment, rel, stamp, attempt, late, lms_id)
             groups.setdefault((student, assignment), []).append((submission, path))
         for (student, assignment), group in sorted(groups.items()):
@@ -303,5 +312,10 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
                 lms_file.write_text(submission.lms_id)
             else:
                 lms_file.unlink(missing_ok=True)  # not an LMS download this time: no stale id
+            late_file = target_dir / "lms_late.txt"
+            if submission.late:
+                late_file.write_text("marked late by the LMS\n")
+            else:
+                late_file.unlink(missing_ok=True)
             report.submissions.append(submission)
     return report

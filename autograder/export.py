@@ -1,7 +1,9 @@
 """``export``: a CSV of grades and a report with plots.
 
 Scores are read from the gradebook, so an instructor's manual grades (and overrides of
-automatic ones) are what gets exported.
+automatic ones) are what gets exported. Each row also says when the submission was made
+(``timestamp.txt`` of ``collect``) and whether the LMS marked it late; given a due time,
+how many hours late it was. No penalty is applied: the policy is the instructor's.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import base64
 import csv
 import html
 import io
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
+from autograder.collect import lms_marked_late, submission_time  # noqa: E402
 from autograder.config import Course, ensure_tools_on_path  # noqa: E402
 from autograder.gradebook import students_with_grades  # noqa: E402
 from autograder.results import graded_results  # noqa: E402
@@ -34,6 +39,14 @@ class Row:
     status: str
     seconds: float
     problems: str
+    submitted: datetime | None = None  # UTC, from collect's timestamp.txt (None: not known)
+    lms_late: bool = False  # the LMS marked it late (Canvas)
+
+    def hours_late(self, due: datetime | None) -> float | None:
+        """Hours after ``due`` it was submitted (0 when on time); None without both times."""
+        if due is None or self.submitted is None:
+            return None
+        return max(0.0, (self.submitted - due).total_seconds() / 3600)
 
 
 def final_scores(course: Course, assignment: Assignment) -> list[Row]:
@@ -43,7 +56,8 @@ def final_scores(course: Course, assignment: Assignment) -> list[Row]:
     name = assignment.name
     rows: list[Row] = []
     results = {r.student: r for r in graded_results(course.autograded, name)}
-    collected = {p.parent.parent.name for p in course.submitted.glob(f"*/{name}/*.ipynb")}
+    # Every student folder holding the assignment, as grade.find_submissions counts them.
+    collected = {folder.parent.name for folder in course.submitted.glob(f"*/{name}") if folder.is_dir()}
     with Gradebook(course.db_url, "dl-course") as gb:
         in_gradebook = students_with_grades(gb, course.db_url, name, set(results))
         for student in sorted(set(results) | in_gradebook | collected):
@@ -62,9 +76,11 @@ def final_scores(course: Course, assignment: Assignment) -> list[Row]:
             else:
                 status, seconds, problems = "not graded", 0.0, "collected, not graded yet: run grade"
             total = sum(v or 0.0 for v in scores.values())
-            lms_file = course.submitted / student / name / "lms_id.txt"
+            folder = course.submitted / student / name
+            lms_file = folder / "lms_id.txt"
             lms_id = lms_file.read_text().strip() if lms_file.is_file() else ""
-            rows.append(Row(student, lms_id, scores, total, status, seconds, problems))
+            rows.append(Row(student, lms_id, scores, total, status, seconds, problems,
+                            submission_time(folder), lms_marked_late(folder)))
     return rows
 
 
@@ -75,8 +91,25 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def export(course: Course, name: str) -> tuple[Path, Path]:
-    """Write ``exports/<name>.csv`` and ``exports/<name>-report.html``; return both paths."""
+def _hours(value: float | None) -> str:
+    """Hours to 0.01, rounded up: a submission a few seconds late never reads as on time."""
+    return "" if value is None else f"{math.ceil(value * 100) / 100:.2f}".rstrip("0").rstrip(".")
+
+
+def _lateness(row: Row, due: datetime | None) -> str:
+    """What the report says of a submission's time: late by how much, and the LMS's mark."""
+    hours = row.hours_late(due)
+    said = [] if not hours else [f"{_hours(hours)} h late"]
+    return ", ".join(said + (["marked late by the LMS"] if row.lms_late else []))
+
+
+def export(course: Course, name: str, due: datetime | None = None) -> tuple[Path, Path]:
+    """Write ``exports/<name>.csv`` and ``exports/<name>-report.html``; return both paths.
+
+    ``due`` (timezone-aware) adds how many hours after it each submission came.
+    """
+    if due is not None and due.tzinfo is None:
+        raise ValueError("due must carry a time zone (datetime.astimezone() gives the local one)")
     assignment = load_assignment(course, name)
     rows = final_scores(course, assignment)
     course.exports.mkdir(parents=True, exist_ok=True)
@@ -88,12 +121,14 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
         # pending_points: points of questions not graded yet, so that a partial total is
         # not read as final (total / max_score would understate the grade).
         writer.writerow(["student", "lms_id", *ids, "total", "max_score", "status", "needs_manual_grading",
-                         "pending_points", "problems"])
+                         "pending_points", "problems", "submitted_at", "hours_late", "lms_marked_late"])
         for row in rows:
             cells = ["" if row.scores[i] is None else f"{row.scores[i]:g}" for i in ids]
             pending = sum(points[i] for i in ids if row.scores[i] is None)
+            submitted = "" if row.submitted is None else row.submitted.strftime("%Y-%m-%d %H:%M:%S UTC")
             writer.writerow([row.student, row.lms_id, *cells, f"{row.total:g}", f"{assignment.max_score:g}", row.status,
-                             pending > 0, f"{pending:g}", row.problems])
+                             pending > 0, f"{pending:g}", row.problems, submitted, _hours(row.hours_late(due)),
+                             row.lms_late])
 
     figures = []
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(ids)), 3.2))
@@ -116,14 +151,20 @@ def export(course: Course, name: str) -> tuple[Path, Path]:
     report = course.exports / f"{name}-report.html"
     table = "".join(
         f"<tr><td>{html.escape(r.student)}</td><td>{round(r.total, 2):g}</td><td>{html.escape(r.status)}</td>"
+        f"<td>{'' if r.submitted is None else r.submitted.strftime('%Y-%m-%d %H:%M UTC')}</td>"
+        f"<td>{html.escape(_lateness(r, due))}</td>"
         f"<td>{r.seconds:.1f}</td><td>{html.escape(r.problems)}</td></tr>" for r in rows
     )
+    late = sum(1 for r in rows if r.hours_late(due) or r.lms_late)
+    lateness = (f"{late} submitted after {due.isoformat(sep=' ', timespec='minutes')} or marked late by the LMS"
+                if due is not None else f"{late} marked late by the LMS (export --due adds hours late)")
     body = "".join(f"<h2>{t}</h2><img alt='{t}' src='data:image/png;base64,{data}'>" for t, data in figures)
     report.write_text(
         f"<!doctype html><meta charset='utf-8'><title>{name} grades</title>"
-        f"<h1>{html.escape(name)}: {len(rows)} submissions, maximum {assignment.max_score:g}</h1>{body}"
+        f"<h1>{html.escape(name)}: {len(rows)} submissions, maximum {assignment.max_score:g}</h1>"
+        f"<p>{html.escape(lateness)}.</p>{body}"
         f"<h2>Submissions</h2><table border=1 cellpadding=4><tr><th>student</th><th>total</th><th>status</th>"
-        f"<th>seconds</th><th>problems</th></tr>{table}</table>",
+        f"<th>submitted</th><th>late</th><th>seconds</th><th>problems</th></tr>{table}</table>",
         encoding="utf-8",
     )
     return csv_path, report

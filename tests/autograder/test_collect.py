@@ -217,11 +217,17 @@ def test_canvas_late_marker_is_kept(course, tmp_path):
     # Canvas's user id (the first number) is what its gradebook import matches: kept for export.
     assert [s.lms_id for s in report.submissions] == ["5", "7"]
     assert (course.submitted / "amy" / "tiny" / "lms_id.txt").read_text() == "5"
+    # The late mark is kept for export, and survives collecting the tree collect made.
+    assert (course.submitted / "amy" / "tiny" / "lms_late.txt").is_file()
+    assert not (course.submitted / "bob" / "tiny" / "lms_late.txt").exists()
+    again = collect(course, course.submitted)
+    assert again.problems == [] and [(s.student, s.late) for s in again.submissions] == [("amy", True), ("bob", False)]
     flat = tmp_path / "flat"
     flat.mkdir()
     (flat / "amy_tiny.ipynb").write_bytes(CORRECT)
-    collect(course, flat)  # a resubmission from outside the LMS: the old id does not stay behind
+    collect(course, flat)  # a resubmission from outside the LMS: the old id and mark do not stay behind
     assert not (course.submitted / "amy" / "tiny" / "lms_id.txt").exists()
+    assert not (course.submitted / "amy" / "tiny" / "lms_late.txt").exists()
 
 
 def test_canvas_files_named_freely_need_the_assignment_named(course, tmp_path):

@@ -2,9 +2,11 @@
 LMS's id where collect found one; never rows read from the wrong gradebook."""
 
 import csv
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from autograder.cli import due_time
 from autograder.export import export
 from autograder.gradebook import GradebookWriter
 from autograder.records import CheckResult
@@ -51,11 +53,60 @@ def test_no_student_is_left_out(course):
     (course.autograded / "cleaned").rename(course.root / "gone")
     (course.submitted / "late" / "tiny").mkdir(parents=True)
     (course.submitted / "late" / "tiny" / "tiny.ipynb").write_text("{}")
+    (course.submitted / "no_notebook" / "tiny").mkdir(parents=True)  # grade lists it as a problem
+    (course.submitted / "no_notebook" / "tiny" / "tiny.py").write_text("x = 1\n")
     rows = read_rows(export(course, "tiny")[0])
-    assert sorted(rows) == ["cleaned", "graded", "late"]
+    assert sorted(rows) == ["cleaned", "graded", "late", "no_notebook"]
     assert rows["cleaned"]["total"] == "5" and "scores from the gradebook" in rows["cleaned"]["problems"]
     assert rows["late"]["status"] == "not graded" and rows["late"]["total"] == "0"
     assert rows["late"]["pending_points"] == "6" and "run grade" in rows["late"]["problems"]
+
+
+def submitted_at(course, student: str, when: datetime, lms_late: bool = False) -> None:
+    """What collect leaves beside a notebook: nbgrader's timestamp.txt, and the LMS's late mark."""
+    folder = course.submitted / student / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tiny.ipynb").write_text("{}")
+    (folder / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    if lms_late:
+        (folder / "lms_late.txt").write_text("marked late by the LMS\n")
+
+
+def test_rows_say_when_each_submission_came_and_how_late(course):
+    due = datetime(2026, 12, 1, 23, 59, tzinfo=timezone(timedelta(hours=1)))  # 22:59 UTC
+    for student, when, lms_late in (
+        ("early", datetime(2026, 12, 1, 12, 0), False),
+        ("seconds", datetime(2026, 12, 1, 22, 59, 10), False),  # 10 s late: never rounded to on time
+        ("hours", datetime(2026, 12, 2, 1, 29), False),
+        ("canvas", datetime(2026, 12, 1, 20, 0), True),  # on time by our clock, late by the LMS's
+    ):
+        graded(course, student, 2.0)
+        submitted_at(course, student, when.replace(tzinfo=timezone.utc), lms_late)
+    graded(course, "unknown", 2.0)  # a result but no collected folder: no time to judge by
+
+    csv_path, report = export(course, "tiny", due)
+    rows = read_rows(csv_path)
+    assert {s: rows[s]["hours_late"] for s in rows} == {
+        "early": "0", "seconds": "0.01", "hours": "2.5", "canvas": "0", "unknown": ""}
+    assert rows["hours"]["submitted_at"] == "2026-12-02 01:29:00 UTC" and rows["unknown"]["submitted_at"] == ""
+    assert [s for s in rows if rows[s]["lms_marked_late"] == "True"] == ["canvas"]
+    page = report.read_text()
+    assert "3 submitted after 2026-12-01 23:59+01:00 or marked late by the LMS." in page
+    assert "<td>2.5 h late</td>" in page and "<td>marked late by the LMS</td>" in page
+
+    rows = read_rows(export(course, "tiny")[0])  # no due time: times and marks, no hours
+    assert {rows[s]["hours_late"] for s in rows} == {""} and rows["early"]["submitted_at"] == "2026-12-01 12:00:00 UTC"
+    assert "1 marked late by the LMS (export --due adds hours late)." in report.read_text()
+    with pytest.raises(ValueError, match="time zone"):
+        export(course, "tiny", datetime(2026, 12, 1, 23, 59))
+
+
+def test_due_times_without_an_offset_are_local_time():
+    assert due_time("2026-12-01 23:59") == datetime(2026, 12, 1, 23, 59).astimezone()
+    assert due_time("2026-12-01T23:59+01:00").utcoffset() == timedelta(hours=1)
+    assert due_time("2026-12-01T23:59Z").utcoffset() == timedelta(0)
+    with pytest.raises(Exception, match="is not a date and time"):
+        due_time("friday")
 
 
 def test_another_gradebook_is_an_error_not_a_sheet_of_zeros(course, tmp_path):
