@@ -92,8 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        parameters = {"quick": not args.full, **({"data_source": args.data_source} if args.data_source else {})}
-        report = validate(path, parameters)  # as grade runs it
+        report = validate(path, {"quick": not args.full, "data_source": args.data_source})  # as grade runs it
     except SubmissionError as exc:  # the file is there but cannot be graded: it needs attention (1)
         print(f"{args.notebook}: {exc}", file=sys.stderr)
         return 1
@@ -172,10 +171,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="regrade submissions already graded")
     s.set_defaults(func=cmd_grade)
 
-    s = sub.add_parser("validate", parents=[common], help="run your notebook's visible tests before submitting")
+    # No --course or --db: a student's check reads nothing of the course but the notebook.
+    s = sub.add_parser("validate", help="run your notebook's visible tests before submitting")
     s.add_argument("notebook", help="your .ipynb file")
-    s.add_argument("--data-source", choices=["auto", "download", "offline"],
-                   help="where datasets come from (default: the notebook's own setting)")
+    s.add_argument("--data-source", choices=["auto", "download", "offline"], default="offline",
+                   help="where datasets come from (default offline, as grade runs it; auto or download: "
+                        "the real datasets when online)")
     s.add_argument("--full", action="store_true",
                    help="full training runs (quick=False), as grade --full; default: the quick runs grade uses")
     s.set_defaults(func=cmd_validate)

@@ -16,6 +16,7 @@ soon as they arrive, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -151,9 +152,13 @@ class LocalWorkers:
 
 
 class DaskWorkers:
-    """The same jobs on a Dask cluster; GPU workers declare ``--resources GPU=1``."""
+    """The same jobs on a Dask cluster; GPU workers declare ``--resources GPU=1``.
 
-    def __init__(self, address: Any, gpus: bool) -> None:
+    ``device``: ``cuda`` sends every job to a GPU worker, ``cpu`` to any worker, and
+    ``auto`` does the first when some worker declares a GPU (the others then stay idle).
+    """
+
+    def __init__(self, address: Any, device: str) -> None:
         from distributed import Client
 
         self.owned = not hasattr(address, "submit")  # a Client made here is closed here
@@ -161,8 +166,14 @@ class DaskWorkers:
             self.client = Client(address) if self.owned else address
         except (OSError, TimeoutError) as exc:  # a configuration error (exit 2), not a grading problem
             raise ValueError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        self.gpus = gpus
-        self.capacity = max(1, sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()))
+        workers = self.client.scheduler_info()["workers"].values()
+        gpu_slots = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
+        if device == "cuda" and not gpu_slots:
+            self.close()  # a job asking for a GPU would wait for one forever
+            raise ValueError(f"--device cuda was asked for, but no worker of the Dask cluster at {address} "
+                             "declares a GPU (start GPU workers with: dask worker ... --resources GPU=1)")
+        self.gpus = device != "cpu" and gpu_slots > 0
+        self.capacity = max(1, gpu_slots if self.gpus else sum(w.get("nthreads", 1) for w in workers))
 
     def submit(self, job: ExecutionJob) -> Future:
         job.gpu = 0 if self.gpus else None  # each GPU worker sees its own GPU as device 0
@@ -182,18 +193,19 @@ class DaskWorkers:
             self.client.close()
 
 
-def _reference_runner(options: GradeOptions, gpus: int, use_cuda: bool) -> Callable[[ExecutionJob], ExecutionOutcome]:
+def _reference_runner(cluster: DaskWorkers | None, gpus: int) -> Callable[[ExecutionJob], ExecutionOutcome]:
     """The solution runs where the submissions run: on a GPU (or the cluster) when they do."""
 
     def run(job: ExecutionJob) -> ExecutionOutcome:
-        workers = DaskWorkers(options.scheduler, use_cuda) if options.scheduler else LocalWorkers(1, gpus)
+        workers = cluster or LocalWorkers(1, gpus)
         try:
             return workers.submit(job).result()
         except KeyboardInterrupt:
             stop_running_jobs()
             raise
         finally:
-            workers.close()
+            if workers is not cluster:  # the cluster's client stays open for the submissions
+                workers.close()
 
     return run
 
@@ -254,18 +266,19 @@ def grade(
 ) -> GradeReport:
     """Grade the submissions of assignment ``name``; see the module docstring."""
     assignment = load_assignment(course, name)
-    gpus = gpu_count(options.device) if not options.scheduler else 0
-    use_cuda = gpus > 0 or options.device == "cuda"
+    submissions = find_submissions(course, name, options.students)
+    cluster = DaskWorkers(options.scheduler, options.device) if options.scheduler else None
+    gpus = 0 if cluster else gpu_count(options.device)
+    use_cuda = cluster.gpus if cluster else gpus > 0  # a cluster: what its workers declare
     parameters = {"device": "cuda" if use_cuda else "cpu", "seed": options.seed,
                   "data_source": options.data_source, "quick": options.quick}
     report = GradeReport(name)
-    submissions = find_submissions(course, name, options.students)
-    with GradebookWriter(course) as gradebook:
+    with contextlib.closing(cluster) if cluster else contextlib.nullcontext(), GradebookWriter(course) as gradebook:
         if not gradebook.has_assignment(assignment):
             release(course, name)  # registers the assignment's cells in the gradebook
         announce = (lambda: print(f"running the solution of {name!r} once, for reference (kept for later runs)",
                                   file=sys.stderr, flush=True)) if options.progress else None
-        reference = reference_for(course, assignment, parameters, run=_reference_runner(options, gpus, use_cuda),
+        reference = reference_for(course, assignment, parameters, run=_reference_runner(cluster, gpus),
                                   on_run=announce)
         pending: list[tuple[SubmissionResult, str]] = []
         for student, path in submissions.items():
@@ -283,8 +296,8 @@ def grade(
                 _record(course, gradebook, assignment, result, None, report, on_result)
             else:
                 pending.append((result, notebook))
-        if options.scheduler:
-            workers: LocalWorkers | DaskWorkers = DaskWorkers(options.scheduler, use_cuda)
+        if cluster:
+            workers: LocalWorkers | DaskWorkers = cluster
         else:
             count = options.workers or (gpus if gpus else (os.cpu_count() or 1))
             workers = LocalWorkers(max(1, min(count, len(pending) or 1)), gpus)
@@ -302,7 +315,8 @@ def grade(
             raise
         finally:
             bar.close()
-            workers.close()
+            if workers is not cluster:  # the cluster's client closes with the block
+                workers.close()
         for result in report.results + report.unchanged:
             report.standings[result.student] = gradebook.standing(name, result.student)
     return report

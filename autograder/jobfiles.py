@@ -167,7 +167,10 @@ class RecordCollector:
                              f"MiB, {MAX_JOB_NODES} JSON objects and lists): the rest were not collected")
                 return
             record = parse_record_line(line)
-            if record is None:
+            if record is None:  # check() writes neither: written around it, or a value built to be huge
+                if line.strip():
+                    self._tamper(f"a line of {self.records_file} that is not a record check() could write (malformed, "
+                                 f"nested too deep, or over {MAX_RECORD_NODES} JSON objects and lists) was not collected")
                 continue
             self.nodes -= nodes
             try:

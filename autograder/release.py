@@ -8,20 +8,21 @@ gradebook (so that grades and nbgrader's formgrader know every graded cell).
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import nbformat
 from traitlets.config import Config
 
 from autograder.config import Course, ensure_tools_on_path
-from autograder.source import load_assignment
+from autograder.source import SourceError, assignment_path, load_assignment
 
 FORBIDDEN_IN_RELEASE = ("### BEGIN SOLUTION", "### END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME",
                         "BEGIN REFERENCE", "expect(")
 
 
-class ReleaseError(RuntimeError):
-    """nbgrader could not generate the student version."""
+class ReleaseError(SourceError):
+    """nbgrader could not generate the student version: the source notebook needs fixing."""
 
 
 def nbgrader_config(course: Course) -> Config:
@@ -41,6 +42,15 @@ def nbgrader_config(course: Course) -> Config:
     return config
 
 
+def _reason(result: dict) -> str:
+    """The exception that stopped nbgrader, from the tracebacks in its log and error text
+    (its own last line only says to read the traceback above)."""
+    text = f"{result.get('log') or ''}\n{result.get('error') or ''}"
+    raised = [line.strip() for line in text.splitlines()
+              if re.match(r"\s*[\w.]*(Error|Exception): ", line) and "NbGraderException" not in line]
+    return raised[-1] if raised else "see nbgrader's log (nbgrader generate_assignment)"
+
+
 def release(course: Course, name: str) -> Path:
     """Write ``release/<name>/<name>.ipynb`` and return its path."""
     from nbgrader.apps import NbGraderAPI
@@ -54,7 +64,7 @@ def release(course: Course, name: str) -> Path:
     api.log.setLevel(logging.ERROR)
     result = api.generate_assignment(name, force=True, create=True)
     if not result.get("success"):
-        raise ReleaseError(f"nbgrader could not release {name}: {result.get('error')}\n{result.get('log', '')}")
+        raise ReleaseError(f"nbgrader could not release {name}: {_reason(result)} (in {assignment_path(course, name)})")
     path = course.release / name / f"{name}.ipynb"
     text = path.read_text(encoding="utf-8")
     leaked = [marker for marker in FORBIDDEN_IN_RELEASE if marker in text]

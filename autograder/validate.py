@@ -1,10 +1,12 @@
 """``validate``: what a student runs before submitting.
 
 Executes their notebook as they have it (the released version carries the visible tests
-only), with the same sandboxed execution and parameters as grading (``quick`` training
-runs unless ``--full``), and says which tests pass, which fail and why, which answers are
-still unwritten or raise, and which cells the grader would not find: answers and tests are
-matched by their cells' ids, so a deleted or re-created cell counts as missing.
+only), in the same sandbox as grading and with its parameters (``quick`` training runs
+unless ``--full``, offline data unless ``--data-source`` says otherwise; always on the
+CPU), and says which tests pass, which fail and why, which answers are still unwritten or
+raise, and which cells the grader would not find: answers and tests are matched by their
+nbgrader grade ids (in the cells' metadata), so a deleted or re-created cell counts as
+missing.
 """
 
 from __future__ import annotations

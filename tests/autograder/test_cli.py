@@ -52,6 +52,21 @@ def test_an_unusable_gradebook_is_one_line(course, capsys):
     assert status == 2 and "unable to open database file" in err
 
 
+def test_a_source_nbgrader_cannot_release_is_a_configuration_error(course, capsys):
+    source = course.root / "solutions" / "tiny" / "tiny.ipynb"
+    source.write_text(source.read_text().replace("### END SOLUTION", "", 1))  # an unclosed solution
+    for command in ("release", "grade"):
+        submit(course, "alice", "correct")
+        status, _, err = run(capsys, "--course", str(course.root), command, "tiny")
+        assert status == 2 and err.startswith("error: nbgrader could not release tiny"), command
+
+
+def test_validate_runs_on_the_graders_offline_data_and_offers_no_course_options():
+    assert cli.parser().parse_args(["validate", "softmax.ipynb"]).data_source == "offline"
+    with pytest.raises(SystemExit):  # it reads nothing of a course: an option that did nothing is gone
+        cli.parser().parse_args(["validate", "softmax.ipynb", "--db", "sqlite:///x.db"])
+
+
 def test_workers_must_be_positive(course, capsys):
     submit(course, "alice", "correct")
     status, _, err = run(capsys, "--course", str(course.root), "grade", "tiny", "--workers", "0")

@@ -13,7 +13,7 @@ from autograder import cli
 from autograder import grade as grade_module
 from autograder.config import Course, Limits
 from autograder.execute import ExecutionJob
-from autograder.grade import GradeOptions, grade
+from autograder.grade import DaskWorkers, GradeOptions, grade
 from autograder.gradebook import GradebookWriter
 from tests.autograder.conftest import SUBMISSIONS, make_course, submit
 
@@ -288,6 +288,22 @@ def test_dask_cluster_gives_the_same_gradebook_as_serial(tmp_path):
         assert a.scores("tiny") == b.scores("tiny") == {"a": 5.0, "b": 3.5, "c": 3.0, "d": 3.0}
 
 
+def test_a_cluster_runs_on_the_gpus_its_workers_declare():
+    """``--device auto`` with a scheduler used to mean CPU: GPU workers got notebooks with
+    device "cpu" and no GPU visible. Now the workers' declared resources decide."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None,
+                                  resources={"GPU": 1}) as gpu_cluster, distributed.Client(gpu_cluster) as client:
+        auto, cpu = DaskWorkers(client, "auto"), DaskWorkers(client, "cpu")
+        assert (auto.gpus, auto.capacity) == (True, 2)  # one job per declared GPU
+        assert (cpu.gpus, cpu.capacity) == (False, 4)  # one per worker thread
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cpu_cluster, distributed.Client(cpu_cluster) as client:
+        assert DaskWorkers(client, "auto").gpus is False
+        with pytest.raises(ValueError, match="no worker of the Dask cluster .* declares a GPU"):
+            DaskWorkers(client, "cuda")  # its jobs would wait for a GPU forever
+
+
 @pytest.mark.gpu
 def test_grading_on_cuda(tmp_path):
     torch = pytest.importorskip("torch")
@@ -316,9 +332,9 @@ def test_limits_are_typed():
 def test_the_reference_runs_where_the_submissions_run(monkeypatch):
     seen = []
     monkeypatch.setattr(grade_module, "execute", lambda job: seen.append(job.gpu) or "outcome")
-    run = grade_module._reference_runner(GradeOptions(device="cuda"), gpus=1, use_cuda=True)
+    run = grade_module._reference_runner(None, gpus=1)
     assert run(ExecutionJob("{}", {"device": "cuda"})) == "outcome"
-    run = grade_module._reference_runner(GradeOptions(device="cpu"), gpus=0, use_cuda=False)
+    run = grade_module._reference_runner(None, gpus=0)
     assert run(ExecutionJob("{}", {"device": "cpu"})) == "outcome"
     assert seen == [0, None]
 

@@ -59,7 +59,7 @@ def test_a_linked_records_file_is_tampering_not_read(tmp_path):
     assert collector.tampered == [f"{RECORDS_FILE} is a symbolic link (not followed)"]
 
 
-def test_records_too_deep_or_too_wide_to_parse_are_skipped(tmp_path):
+def test_records_too_deep_or_too_wide_to_parse_are_skipped_and_flagged(tmp_path):
     checks = tmp_path / "checks"
     checks.mkdir()
     lines = ['{"name": "deep", "value": ' + "[" * 200_000 + "]" * 200_000 + "}",
@@ -68,9 +68,11 @@ def test_records_too_deep_or_too_wide_to_parse_are_skipped(tmp_path):
     (checks / RECORDS_FILE).write_text("\n".join(lines) + "\n")
     sink_path = tmp_path / "sink"
     sink = os.open(sink_path, os.O_WRONLY | os.O_CREAT)
-    RecordCollector(checks, sink, RECORDS_FILE).collect(0)
+    collector = RecordCollector(checks, sink, RECORDS_FILE)
+    collector.collect(0)
     os.close(sink)
     assert [r["name"] for r in collected(sink_path)] == ["fine"]
+    assert len(collector.tampered) == 1 and "over 100000 JSON objects and lists) was not collected" in collector.tampered[0]
 
 
 def test_a_job_cannot_make_the_grader_hold_more_than_its_node_budget(tmp_path):
