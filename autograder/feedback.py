@@ -4,6 +4,7 @@ and the instructor's comments. Hidden tests' code and tracebacks are never shown
 from __future__ import annotations
 
 import html
+from datetime import datetime
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
@@ -16,6 +17,10 @@ from autograder.source import load_assignment
 STYLE = """body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;line-height:1.45}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35rem;text-align:left;vertical-align:top}
 .pass{color:#1a7f37}.fail{color:#cf222e}.open{color:#9a6700}small{color:#555}"""
+
+
+def _submitted(iso: str) -> str:
+    return "" if not iso else f", submitted {datetime.fromisoformat(iso):%Y-%m-%d %H:%M} UTC"
 
 
 def feedback(course: Course, name: str) -> list[Path]:
@@ -60,7 +65,8 @@ def feedback(course: Course, name: str) -> list[Path]:
             page = (
                 f"<!doctype html><meta charset='utf-8'><title>{name}: feedback for {html.escape(result.student)}</title>"
                 f"<style>{STYLE}</style><h1>{html.escape(name)}: {round(total, 2):g} / {assignment.max_score:g}</h1>"
-                f"<p>Student <b>{html.escape(result.student)}</b>. Each test's points are split evenly over its checks.</p>"
+                f"<p>Student <b>{html.escape(result.student)}</b>{_submitted(result.submitted_at)}. "
+                "Each test's points are split evenly over its checks.</p>"
                 + (f"<h2>About your submission</h2><ul>{problems}</ul>" if problems else "")
                 + f"<h2>Questions</h2><table><tr><th>question</th><th>score</th><th>what to look at</th></tr>{''.join(rows)}</table>"
             )

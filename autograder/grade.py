@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from autograder.assemble import WrongAssignmentError, assemble
 from autograder.cells import read_executed
+from autograder.collect import submission_time
 from autograder.config import Course
 from autograder.execute import ExecutionJob, ExecutionOutcome, execute, stop_running_jobs
 from autograder.gradebook import GradebookWriter
@@ -213,6 +214,8 @@ def _reference_runner(cluster: DaskWorkers | None, gpus: int) -> Callable[[Execu
 def _prepare(assignment: Assignment, student: str, path: Path | None, course: Course) -> tuple[SubmissionResult, str | None]:
     """Steps 1-2: the result so far and the notebook to execute (None when there is nothing to run)."""
     result = SubmissionResult(student, assignment.name, "graded")
+    submitted = submission_time(course.submitted / student / assignment.name)
+    result.submitted_at = "" if submitted is None else submitted.isoformat()
     if path is None:
         result.status = "failed"
         result.problems.append("no notebook found: expected submitted/<student>/<assignment>/<assignment>.ipynb")

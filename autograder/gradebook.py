@@ -7,6 +7,7 @@ nbgrader's "database is locked" problem with parallel autograding (nbgrader issu
 from __future__ import annotations
 
 import warnings
+from datetime import datetime, timezone
 
 from nbgrader.api import Gradebook, MissingEntry
 
@@ -44,7 +45,10 @@ class GradebookWriter:
     def _record(self, assignment: Assignment, result: SubmissionResult) -> None:
         gb = self.gradebook
         gb.update_or_create_student(result.student)
-        gb.update_or_create_submission(assignment.name, result.student)
+        # nbgrader keeps naive UTC times; its formgrader and its own export then show them.
+        when = {"timestamp": datetime.fromisoformat(result.submitted_at).astimezone(timezone.utc).replace(tzinfo=None)
+                } if result.submitted_at else {}
+        gb.update_or_create_submission(assignment.name, result.student, **when)
         for cell in result.cells:
             grade = gb.find_grade(cell.grade_id, assignment.name, assignment.name, result.student)
             grade.auto_score = cell.score

@@ -35,6 +35,7 @@ class SubmissionResult:
     submission_sha256: str = ""
     reference: str = ""  # which reference run the checks were compared with
     host: str = ""
+    submitted_at: str = ""  # ISO time, UTC, of the submission (collect's timestamp.txt); "" if unknown
 
     @property
     def score(self) -> float:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 
@@ -47,6 +48,7 @@ def graded(tmp_path_factory):
     course = make_course(tmp_path_factory.mktemp("e2e") / "course", cell_timeout=8)
     for name in EXPECTED:
         submit(course, name.replace("_", "-"), name)
+    (course.submitted / "correct" / "tiny" / "timestamp.txt").write_text("2026-12-01 22:59:10.000000 UTC")  # as collect writes it
     status = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "8"])
     return course, status
 
@@ -84,6 +86,19 @@ def test_status_and_reasons_are_recorded(graded):
     # executed notebooks are kept for audit, once (papermill would nest the input notebook in their metadata)
     kept = json.loads((course.autograded / "correct" / "tiny" / "tiny.ipynb").read_text())
     assert isinstance(kept["metadata"]["papermill"]["input_path"], str)
+
+
+def test_submission_times_reach_the_gradebook_and_the_feedback(graded):
+    """nbgrader's formgrader and its own export read the submission's time from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    course, _ = graded
+    with Gradebook(course.db_url, "dl-course") as gb:
+        assert gb.find_submission("tiny", "correct").timestamp == datetime(2026, 12, 1, 22, 59, 10)  # naive UTC
+        assert gb.find_submission("tiny", "partly-wrong").timestamp is None  # no timestamp.txt: not invented
+    cli.main(["--course", str(course.root), "feedback", "tiny"])
+    assert "Student <b>correct</b>, submitted 2026-12-01 22:59 UTC." in (
+        course.feedback / "correct" / "tiny" / "feedback.html").read_text()
 
 
 def test_export_and_feedback(graded):
