@@ -31,7 +31,15 @@ from typing import Any
 
 ENV_VAR = "AUTOGRADER_CHECKS"
 RECORDS_FILE = "checks.jsonl"
+# What one record may cost the grader to parse (parsed JSON takes ~24 times its text): the
+# runner refuses a line over it, so check() records a larger value as too large instead.
+MAX_RECORD_NODES = 100_000
 _counter = {"n": 0}
+
+
+def json_nodes(line: bytes) -> int:
+    """An upper bound on the JSON objects and lists in ``line`` (what parsing it costs)."""
+    return line.count(b"{") + line.count(b"[")
 
 
 def _encode(value: Any, directory: Path) -> dict[str, Any]:
@@ -165,6 +173,13 @@ def _record(name: str, value: Any, criteria: dict[str, Any]) -> None:
         encoded = _encode(value, path)
     except Exception as exc:  # a value that cannot be read is recorded as such, not raised
         encoded = {"kind": "unsupported", "type": type(value).__name__, "error": str(exc)[:200]}
-    record = {"name": str(name), "value": encoded, "criteria": criteria}
+    try:
+        line = json.dumps({"name": str(name), "value": encoded, "criteria": criteria})
+    except (RecursionError, ValueError):
+        line = None
+    if line is None or json_nodes(line.encode()) > MAX_RECORD_NODES:
+        too_large = {"kind": "unsupported", "type": type(value).__name__,
+                     "error": f"too large to record (over {MAX_RECORD_NODES:,} JSON objects and lists)"}
+        line = json.dumps({"name": str(name), "value": too_large, "criteria": criteria})
     with open(path / RECORDS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(line + "\n")

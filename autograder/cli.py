@@ -2,13 +2,16 @@
 
 Run from the course root (or pass ``--course``). Exit status: 0 when everything went
 well; 1 when something needs attention (for ``grade``: a submission with problems, earlier
-runs' included); 2 for usage or configuration errors; 130 when interrupted (Ctrl-C).
+runs' included); 2 for usage or configuration errors; 130 when interrupted (Ctrl-C), 143 when
+terminated (SIGTERM): both stop the running notebooks and keep what was recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from autograder.config import Course, Limits
 EPILOG = """Run from the course root (or pass --course). Exit status: 0 when everything went well;
 1 when something needs attention (grade: a submission with problems, earlier runs' included;
 the table says which); 2 for usage or configuration errors, never for a submission;
-130 when interrupted (grade keeps what it recorded: run it again to continue)."""
+130 when interrupted, 143 when terminated (grade keeps what it recorded: run it again to continue)."""
 
 
 def _course(args: argparse.Namespace) -> Course:
@@ -86,6 +89,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from autograder.load import SubmissionError
     from autograder.validate import format_report, validate
 
+    if args.db or args.course != ".":  # given before the command, where every command accepts them
+        print("note: validate reads only your notebook; --course and --db are not used", file=sys.stderr)
     path = Path(args.notebook)
     if not path.is_file():
         print(f"{args.notebook}: {'a folder, not a notebook file' if path.is_dir() else 'no such file'}",
@@ -110,11 +115,13 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
 def due_time(text: str) -> datetime:
     """``--due``: an ISO date and time; without a UTC offset, this machine's local time."""
+    example = "such as '2026-12-01 23:59' or '2026-12-01T23:59+01:00'"
     try:
         due = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date and time such as '2026-12-01 23:59' or '2026-12-01T23:59+01:00'") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date and time {example}") from None
+    if len(text.strip()) <= len("2026-12-01"):  # a date alone would mean its first minute
+        raise argparse.ArgumentTypeError(f"{text!r} has no time of day: give one, {example}")
     return due.astimezone() if due.tzinfo is None else due
 
 
@@ -200,6 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     from autograder.source import SourceError
 
     args = parser().parse_args(argv)
+    terminated: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt  # the orderly stop of Ctrl-C: jobs ended, their mounts and files removed
+
+    # kill, a scheduler's job timeout or a cancelled CI run send SIGTERM, whose default ends
+    # Python at once and would leave running notebooks and their scratch mounts behind.
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
         return args.func(args)
     except (SourceError, ValueError) as exc:
@@ -210,9 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the gradebook {args.db or 'gradebook.db'} cannot be used: {reason}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: results recorded so far are kept; run the command again to continue",
-              file=sys.stderr)
-        return 130
+        print(f"\n{'terminated' if terminated else 'interrupted'}: results recorded so far are kept; "
+              "run the command again to continue", file=sys.stderr)
+        return 128 + signal.SIGTERM if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

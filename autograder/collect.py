@@ -3,7 +3,7 @@
 Accepts the layouts instructors really get, as a folder or a zip:
 
 - nbgrader's ``<student>/<assignment>/*.ipynb`` (its ``timestamp.txt`` is kept, and the
-  ``lms_id.txt`` of a tree that ``collect`` made);
+  ``lms_id.txt`` and ``lms_late.txt`` of a tree that ``collect`` made);
 - a flat folder of ``<student>_<assignment>.ipynb``;
 - Canvas: ``doejane_1234_5678_softmax.ipynb``, ``doejane_LATE_1234_5678_softmax-1.ipynb``
   (student: the name before the first ``_``; ``_LATE_``: Canvas marked it late; the first
@@ -166,9 +166,9 @@ def submission_time(folder: Path) -> datetime | None:
     try:
         text = (folder / "timestamp.txt").read_text().strip()
         stamp = datetime.fromisoformat(re.sub(r" UTC$", "+00:00", text))
-    except (OSError, ValueError):
+        return stamp.astimezone(timezone.utc) if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    except (OSError, ValueError, OverflowError):  # a student can write it (nbgrader's exchange): never a crash
         return None
-    return stamp.astimezone(timezone.utc) if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
 
 
 def _is_junk(rel: Path) -> bool:

@@ -12,9 +12,8 @@ import base64
 import csv
 import html
 import io
-import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import matplotlib
@@ -43,10 +42,12 @@ class Row:
     lms_late: bool = False  # the LMS marked it late (Canvas)
 
     def hours_late(self, due: datetime | None) -> float | None:
-        """Hours after ``due`` it was submitted (0 when on time); None without both times."""
+        """Hours after ``due`` it was submitted, rounded up to 0.01 h (36 s), so a few seconds
+        late never reads as on time; 0 when on time, None without both times."""
         if due is None or self.submitted is None:
             return None
-        return max(0.0, (self.submitted - due).total_seconds() / 3600)
+        late = self.submitted - due
+        return -(-late // timedelta(seconds=36)) / 100 if late > timedelta(0) else 0.0  # exact: no float rounding
 
 
 def final_scores(course: Course, assignment: Assignment) -> list[Row]:
@@ -79,8 +80,14 @@ def final_scores(course: Course, assignment: Assignment) -> list[Row]:
             folder = course.submitted / student / name
             lms_file = folder / "lms_id.txt"
             lms_id = lms_file.read_text().strip() if lms_file.is_file() else ""
-            rows.append(Row(student, lms_id, scores, total, status, seconds, problems,
-                            submission_time(folder), lms_marked_late(folder)))
+            # The graded submission's time; one collected since is named, not silently mixed in.
+            submitted = collected_at = submission_time(folder)
+            if result is not None and result.submitted_at:
+                submitted = datetime.fromisoformat(result.submitted_at)
+                if collected_at is not None and collected_at != submitted:
+                    problems = " | ".join(filter(None, [problems, "a newer submission was collected after grading "
+                                                                  f"({collected_at:%Y-%m-%d %H:%M:%S} UTC): run grade"]))
+            rows.append(Row(student, lms_id, scores, total, status, seconds, problems, submitted, lms_marked_late(folder)))
     return rows
 
 
@@ -92,8 +99,7 @@ def _png(fig) -> str:
 
 
 def _hours(value: float | None) -> str:
-    """Hours to 0.01, rounded up: a submission a few seconds late never reads as on time."""
-    return "" if value is None else f"{math.ceil(value * 100) / 100:.2f}".rstrip("0").rstrip(".")
+    return "" if value is None else f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def _lateness(row: Row, due: datetime | None) -> str:

@@ -20,7 +20,7 @@ table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;pad
 
 
 def _submitted(iso: str) -> str:
-    return "" if not iso else f", submitted {datetime.fromisoformat(iso):%Y-%m-%d %H:%M} UTC"
+    return "" if not iso else f", submitted {datetime.fromisoformat(iso):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def feedback(course: Course, name: str) -> list[Path]:

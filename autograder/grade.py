@@ -167,7 +167,11 @@ class DaskWorkers:
             self.client = Client(address) if self.owned else address
         except (OSError, TimeoutError) as exc:  # a configuration error (exit 2), not a grading problem
             raise ValueError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-        workers = self.client.scheduler_info()["workers"].values()
+        try:  # distributed 2025.4 to 2026.6 list 5 workers unless asked for all
+            info = self.client.scheduler_info(n_workers=-1)
+        except TypeError:  # older releases list all and know no such argument
+            info = self.client.scheduler_info()
+        workers = info["workers"].values()
         gpu_slots = sum(int(w.get("resources", {}).get("GPU", 0)) for w in workers)
         if device == "cuda" and not gpu_slots:
             self.close()  # a job asking for a GPU would wait for one forever
@@ -211,11 +215,15 @@ def _reference_runner(cluster: DaskWorkers | None, gpus: int) -> Callable[[Execu
     return run
 
 
+def _submitted_at(course: Course, student: str, assignment: str) -> str:
+    """When the submission was made (collect's ``timestamp.txt``), ISO and UTC; "" if unknown."""
+    submitted = submission_time(course.submitted / student / assignment)
+    return "" if submitted is None else submitted.isoformat()
+
+
 def _prepare(assignment: Assignment, student: str, path: Path | None, course: Course) -> tuple[SubmissionResult, str | None]:
     """Steps 1-2: the result so far and the notebook to execute (None when there is nothing to run)."""
-    result = SubmissionResult(student, assignment.name, "graded")
-    submitted = submission_time(course.submitted / student / assignment.name)
-    result.submitted_at = "" if submitted is None else submitted.isoformat()
+    result = SubmissionResult(student, assignment.name, "graded", submitted_at=_submitted_at(course, student, assignment.name))
     if path is None:
         result.status = "failed"
         result.problems.append("no notebook found: expected submitted/<student>/<assignment>/<assignment>.ipynb")
@@ -289,8 +297,11 @@ def grade(
             if not options.force and path is not None and (out_dir / "result.json").is_file():
                 previous = SubmissionResult.load(out_dir / "result.json")
                 if previous.submission_sha256 == _sha256(path) and previous.reference == reference.key:
-                    if not gradebook.has_submission(name, student):  # a new gradebook (--db): fill it
-                        gradebook.record(assignment, previous)
+                    submitted_at = _submitted_at(course, student, name)  # the same notebook, collected again
+                    if not gradebook.has_submission(name, student) or previous.submitted_at != submitted_at:
+                        previous.submitted_at = submitted_at
+                        previous.save(out_dir / "result.json")
+                        gradebook.record(assignment, previous)  # a new gradebook (--db) is filled, a time updated
                     report.unchanged.append(previous)
                     continue
             result, notebook = _prepare(assignment, student, path, course)

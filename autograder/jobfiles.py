@@ -22,12 +22,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from autograder.checks import MAX_RECORD_NODES, json_nodes
+
 MAX_RECORDS = 10_000
 MAX_RECORD_BYTES = 256 * 2**20  # a job's records and their arrays together
-# JSON objects and lists per record: parsed JSON takes ~24 times the memory of its text when
-# it is all "{}" and "[]", so the count, not the size, bounds what parsing costs.
-MAX_RECORD_NODES = 100_000
-MAX_JOB_NODES = 1_000_000  # and for all records of a job together: what the grader's process holds
+# JSON objects and lists of all records of a job together (MAX_RECORD_NODES: of one): parsed
+# JSON takes ~24 times the memory of its text when it is all "{}" and "[]", so the count,
+# not the size, bounds what the grader's process holds.
+MAX_JOB_NODES = 1_000_000
 
 
 class TamperedFileError(Exception):
@@ -96,11 +98,6 @@ def read_job_file(workdir: Path, relative: str, limit: int, tail: bool = False) 
         os.close(fd)
 
 
-def json_nodes(line: bytes) -> int:
-    """An upper bound on the JSON objects and lists in ``line`` (what parsing it costs)."""
-    return line.count(b"{") + line.count(b"[")
-
-
 def parse_record_line(line: bytes) -> dict[str, Any] | None:
     """One JSON record, or None for anything malformed, too deep or too large to parse."""
     if json_nodes(line) > MAX_RECORD_NODES:
@@ -154,6 +151,7 @@ class RecordCollector:
             self.file = (info.st_dev, info.st_ino)
             os.lseek(fd, self.offset, os.SEEK_SET)
             new = read_descriptor(fd, max(self.budget, 0))
+            cut = info.st_size > self.offset + len(new)  # more than the budget lets us read
         finally:
             os.close(fd)
         self.offset += len(new)
@@ -163,8 +161,7 @@ class RecordCollector:
         for line in complete:
             nodes = json_nodes(line)
             if self.count >= MAX_RECORDS or self.budget <= 0 or nodes > self.nodes:
-                self._tamper(f"more records than a job may make ({MAX_RECORDS} records, {MAX_RECORD_BYTES // 2**20} "
-                             f"MiB, {MAX_JOB_NODES} JSON objects and lists): the rest were not collected")
+                self._over_limits()
                 return
             record = parse_record_line(line)
             if record is None:  # check() writes neither: written around it, or a value built to be huge
@@ -183,6 +180,13 @@ class RecordCollector:
             self.budget -= len(out)
             self.count += 1
             os.write(self.sink, out)
+        if cut:  # the rest would be read mid-line next time: stop here, and say why
+            self.budget = 0
+            self._over_limits()
+
+    def _over_limits(self) -> None:
+        self._tamper(f"more records than a job may make ({MAX_RECORDS} records, {MAX_RECORD_BYTES // 2**20} "
+                     f"MiB, {MAX_JOB_NODES} JSON objects and lists): the rest were not collected")
 
     def _inline(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):

@@ -56,7 +56,8 @@ EXPECTED = {
     "rewrite_records": (4.0, "problem", "was replaced or truncated"),  # the record keeps its first value; flagged
     "carriage_returns": (3.5, "problem", "for review"),  # a "\r" moves no record into the next test cell
     "empty_arrays": (1.0, "problem", "for review"),  # unreadable arrays fail their checks; the grader goes on
-    "deep_json": (5.0, "problem", "for review"),  # a record nested 200,000 deep is skipped, not a crash to retry
+    # a record nested 200,000 deep is skipped and flagged, not a crash to retry
+    "deep_json": (5.0, "problem", "not a record check() could write (malformed, nested too deep"),
     "runner_descriptors": (3.0, "problem", "for review"),  # neither the runner's descriptors nor its memory can be reached
     "interrupt_runner": (5.0, "graded", ""),  # SIGINT to the runner (PID 1) stops nothing
     "leak_hidden": (3.25, "graded", ""),  # double raises, mean returns a leaking type; see the feedback test

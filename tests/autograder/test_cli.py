@@ -77,7 +77,9 @@ def test_validate_refuses_a_folder(tmp_path, capsys):
     status, _, err = run(capsys, "validate", str(tmp_path))
     assert status == 2 and "a folder, not a notebook file" in err
     status, _, err = run(capsys, "validate", str(tmp_path / "nosuch.ipynb"))
-    assert status == 2 and "no such file" in err
+    assert status == 2 and "no such file" in err and "not used" not in err
+    status, _, err = run(capsys, "--db", "sqlite:///x.db", "validate", str(tmp_path / "nosuch.ipynb"))
+    assert err.startswith("note: validate reads only your notebook; --course and --db are not used")
     (tmp_path / "broken.ipynb").write_text("{not json")
     status, _, err = run(capsys, "validate", str(tmp_path / "broken.ipynb"))
     assert status == 1 and "not valid JSON" in err  # the file needs attention: not a usage error

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from autograder import cli
-from autograder.collect import collect
+from autograder.collect import collect, submission_time
 from autograder.source import SourceError
 from tests.autograder.conftest import SUBMISSIONS, make_course
 
@@ -204,6 +204,13 @@ def test_collecting_again_replaces_a_notebook_only_with_a_newer_one(course, tmp_
     report = collect(course, download("later.zip", (2024, 3, 6, 10, 0, 0), version(4)))  # a resubmission
     assert notebook(course, "ann") == version(4)
     assert report.problems == [] and report.set_aside == []
+
+
+def test_an_unusable_timestamp_is_unknown_not_a_crash(tmp_path):
+    """nbgrader's exchange lets the student write timestamp.txt; grade and export read it."""
+    for text in ("0001-01-01 00:00:00+01:00", "yesterday", "\xff\xfe"):
+        (tmp_path / "timestamp.txt").write_text(text)
+        assert submission_time(tmp_path) is None, text
 
 
 def test_canvas_late_marker_is_kept(course, tmp_path):

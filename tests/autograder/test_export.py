@@ -2,6 +2,7 @@
 LMS's id where collect found one; never rows read from the wrong gradebook."""
 
 import csv
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -77,6 +78,7 @@ def test_rows_say_when_each_submission_came_and_how_late(course):
     for student, when, lms_late in (
         ("early", datetime(2026, 12, 1, 12, 0), False),
         ("seconds", datetime(2026, 12, 1, 22, 59, 10), False),  # 10 s late: never rounded to on time
+        ("exact", datetime(2026, 12, 1, 23, 3, 12), False),  # 252 s = 0.07 h exactly, not 0.08
         ("hours", datetime(2026, 12, 2, 1, 29), False),
         ("canvas", datetime(2026, 12, 1, 20, 0), True),  # on time by our clock, late by the LMS's
     ):
@@ -87,11 +89,11 @@ def test_rows_say_when_each_submission_came_and_how_late(course):
     csv_path, report = export(course, "tiny", due)
     rows = read_rows(csv_path)
     assert {s: rows[s]["hours_late"] for s in rows} == {
-        "early": "0", "seconds": "0.01", "hours": "2.5", "canvas": "0", "unknown": ""}
+        "early": "0", "seconds": "0.01", "exact": "0.07", "hours": "2.5", "canvas": "0", "unknown": ""}
     assert rows["hours"]["submitted_at"] == "2026-12-02 01:29:00 UTC" and rows["unknown"]["submitted_at"] == ""
     assert [s for s in rows if rows[s]["lms_marked_late"] == "True"] == ["canvas"]
     page = report.read_text()
-    assert "3 submitted after 2026-12-01 23:59+01:00 or marked late by the LMS." in page
+    assert "4 submitted after 2026-12-01 23:59+01:00 or marked late by the LMS." in page
     assert "<td>2.5 h late</td>" in page and "<td>marked late by the LMS</td>" in page
 
     rows = read_rows(export(course, "tiny")[0])  # no due time: times and marks, no hours
@@ -101,12 +103,34 @@ def test_rows_say_when_each_submission_came_and_how_late(course):
         export(course, "tiny", datetime(2026, 12, 1, 23, 59))
 
 
-def test_due_times_without_an_offset_are_local_time():
-    assert due_time("2026-12-01 23:59") == datetime(2026, 12, 1, 23, 59).astimezone()
+def test_a_row_keeps_the_graded_submissions_time_and_names_a_newer_one(course):
+    result = graded(course, "amy", 2.0)
+    submitted_at(course, "amy", datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc))
+    result.submitted_at = "2026-11-30T09:00:00+00:00"  # what was graded; collected again since
+    result.save(course.autograded / "amy" / "tiny" / "result.json")
+    row = read_rows(export(course, "tiny")[0])["amy"]
+    assert row["submitted_at"] == "2026-11-30 09:00:00 UTC"
+    assert "a newer submission was collected after grading (2026-12-01 12:00:00 UTC): run grade" in row["problems"]
+
+
+@pytest.fixture
+def india_time(monkeypatch):
+    """A local time zone that is not UTC (the grader's machine need not be in UTC)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_due_times_without_an_offset_are_local_time(india_time):
+    assert due_time("2026-12-01 23:59").utcoffset() == timedelta(hours=5, minutes=30)
     assert due_time("2026-12-01T23:59+01:00").utcoffset() == timedelta(hours=1)
     assert due_time("2026-12-01T23:59Z").utcoffset() == timedelta(0)
     with pytest.raises(Exception, match="is not a date and time"):
         due_time("friday")
+    with pytest.raises(Exception, match="has no time of day"):  # it would mean 00:00, the day before
+        due_time("2026-12-01")
 
 
 def test_another_gradebook_is_an_error_not_a_sheet_of_zeros(course, tmp_path):

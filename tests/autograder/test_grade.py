@@ -97,7 +97,7 @@ def test_submission_times_reach_the_gradebook_and_the_feedback(graded):
         assert gb.find_submission("tiny", "correct").timestamp == datetime(2026, 12, 1, 22, 59, 10)  # naive UTC
         assert gb.find_submission("tiny", "partly-wrong").timestamp is None  # no timestamp.txt: not invented
     cli.main(["--course", str(course.root), "feedback", "tiny"])
-    assert "Student <b>correct</b>, submitted 2026-12-01 22:59 UTC." in (
+    assert "Student <b>correct</b>, submitted 2026-12-01 22:59:10 UTC." in (
         course.feedback / "correct" / "tiny" / "feedback.html").read_text()
 
 
@@ -265,9 +265,19 @@ def test_a_second_checkout_grades_with_its_own_code(tmp_path):
         assert gb.scores("tiny") == {"a": 5.0}
 
 
-def test_ctrl_c_stops_running_notebooks_at_once(tmp_path):
+def scratch_mounts() -> set[str]:
+    """The grader's tmpfs mounts for job directories (made when it runs as root)."""
+    return {line.split()[1] for line in open("/proc/mounts") if "/autograder-" in line.split()[1]}
+
+
+@pytest.mark.parametrize("stop, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                                (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_kill_stops_running_notebooks_at_once(tmp_path, stop, status, said):
+    """SIGTERM (kill, a cancelled CI run) used to end the grader at once, leaving the running
+    job's tmpfs mounted and its files in memory; now it stops as Ctrl-C does."""
     import psutil
 
+    mounts = scratch_mounts()
     course = make_course(tmp_path / "course", cell_timeout=120)
     submit(course, "a", "looping")  # would hold its worker for the 120 s cell timeout
     grader = subprocess.Popen([sys.executable, "-m", "autograder", "--course", str(course.root), "grade", "tiny",
@@ -279,13 +289,14 @@ def test_ctrl_c_stops_running_notebooks_at_once(tmp_path):
     time.sleep(3)  # the submission is running now
     jobs = [p for p in psutil.Process(grader.pid).children(recursive=True)]
     assert jobs, "no job was running"
-    grader.send_signal(signal.SIGINT)
+    grader.send_signal(stop)
     start = time.monotonic()
     _, err = grader.communicate(timeout=60)
     assert time.monotonic() - start < 15
-    assert grader.returncode == 130 and "interrupted: results recorded so far are kept" in err
+    assert grader.returncode == status and f"{said}: results recorded so far are kept" in err
     assert "Traceback" not in err
     assert not [p for p in jobs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert scratch_mounts() <= mounts
 
 
 def test_dask_cluster_gives_the_same_gradebook_as_serial(tmp_path):
@@ -352,6 +363,15 @@ def test_the_reference_runs_where_the_submissions_run(monkeypatch):
     run = grade_module._reference_runner(None, gpus=0)
     assert run(ExecutionJob("{}", {"device": "cpu"})) == "outcome"
     assert seen == [0, None]
+
+    class Cluster:  # the run's Dask client stays open for the submissions that follow
+        def submit(self, job):
+            return type("Done", (), {"result": lambda self: "on the cluster"})()
+
+        def close(self):
+            raise AssertionError("the reference run closed the cluster")
+
+    assert grade_module._reference_runner(Cluster(), gpus=0)(ExecutionJob("{}", {})) == "on the cluster"
 
 
 def test_validate_without_the_sandbox(tmp_path):

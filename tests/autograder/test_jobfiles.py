@@ -90,3 +90,40 @@ def test_a_job_cannot_make_the_grader_hold_more_than_its_node_budget(tmp_path):
     os.close(sink)
     assert len(collected(sink_path)) == 12 - 1  # the 12th would pass 1,000,000
     assert "more records than a job may make" in collector.tampered[0]
+
+
+def test_an_honest_value_too_large_to_record_is_recorded_as_such_not_flagged(tmp_path, monkeypatch):
+    """A buggy but honest answer can return a list of 100,000 numbers: check() records it as
+    too large (the check then fails with that reason), and nothing reads as tampering."""
+    checks = tmp_path / "checks"
+    monkeypatch.setenv("AUTOGRADER_CHECKS", str(checks))
+    check("losses", [0.5] * 100_000)
+    check("brackets", "[" * 200_000)  # a string is counted too: what parsing it costs is not known
+    check("fine", [0.5, 0.25])
+    sink_path = tmp_path / "sink"
+    sink = os.open(sink_path, os.O_WRONLY | os.O_CREAT)
+    collector = RecordCollector(checks, sink, RECORDS_FILE)
+    collector.collect(2)
+    os.close(sink)
+    records = {r["name"]: r["value"] for r in collected(sink_path)}
+    assert collector.tampered == []
+    assert records["losses"] == {"kind": "unsupported", "type": "list",
+                                 "error": "too large to record (over 100,000 JSON objects and lists)"}
+    assert records["brackets"]["error"].startswith("too large to record")
+    assert [item["value"] for item in records["fine"]["items"]] == [0.5, 0.25]
+
+
+def test_records_past_the_byte_budget_are_one_limit_message_not_a_false_tamper(tmp_path, monkeypatch):
+    checks = tmp_path / "checks"
+    monkeypatch.setenv("AUTOGRADER_CHECKS", str(checks))
+    sink_path = tmp_path / "sink"
+    sink = os.open(sink_path, os.O_WRONLY | os.O_CREAT)
+    collector = RecordCollector(checks, sink, RECORDS_FILE, budget=400)
+    check("short", 1)
+    check("long", "x" * 1000)  # the budget ends inside this line
+    for cell in range(1, 6):  # later cells used to read the rest of it and call it not a record
+        collector.collect(cell)
+        check(f"later/{cell}", cell)
+    os.close(sink)
+    assert [r["name"] for r in collected(sink_path)] == ["short"]
+    assert len(collector.tampered) == 1 and collector.tampered[0].startswith("more records than a job may make")
