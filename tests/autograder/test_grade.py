@@ -350,6 +350,22 @@ def test_same_scores_twice(tmp_path):
     assert [c.score for c in first.cells] == [c.score for c in second.cells]
 
 
+def test_the_same_notebook_collected_again_gets_its_new_time_without_a_rerun(tmp_path):
+    from nbgrader.api import Gradebook
+
+    course = make_course(tmp_path / "course")
+    submit(course, "a", "correct")
+    stamp = course.submitted / "a" / "tiny" / "timestamp.txt"
+    stamp.write_text("2026-12-01 10:00:00.000000 UTC")
+    assert grade(course, "tiny", GradeOptions(workers=1, progress=False)).results[0].submitted_at.startswith(
+        "2026-12-01T10:00:00")
+    stamp.write_text("2026-12-02 10:00:00.000000 UTC")  # resubmitted unchanged, collected again
+    again = grade(course, "tiny", GradeOptions(workers=1, progress=False))
+    assert again.results == [] and again.unchanged[0].submitted_at.startswith("2026-12-02T10:00:00")
+    with Gradebook(course.db_url, "dl-course") as gb:
+        assert gb.find_submission("tiny", "a").timestamp == datetime(2026, 12, 2, 10, 0)
+
+
 def test_limits_are_typed():
     assert Limits().cell_timeout > 0 and Course(".").db_url.startswith("sqlite:///")
     assert SUBMISSIONS.is_dir()
