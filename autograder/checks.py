@@ -181,5 +181,8 @@ def _record(name: str, value: Any, criteria: dict[str, Any]) -> None:
         too_large = {"kind": "unsupported", "type": type(value).__name__,
                      "error": f"too large to record (over {MAX_RECORD_NODES:,} JSON objects and lists)"}
         line = json.dumps({"name": str(name), "value": too_large, "criteria": criteria})
-    with open(path / RECORDS_FILE, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+    fd = os.open(path / RECORDS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (line + "\n").encode())  # one call: a timeout's interrupt cannot leave half a line
+    finally:
+        os.close(fd)

@@ -150,8 +150,9 @@ class RecordCollector:
                 return
             self.file = (info.st_dev, info.st_ino)
             os.lseek(fd, self.offset, os.SEEK_SET)
-            new = read_descriptor(fd, max(self.budget, 0))
-            cut = info.st_size > self.offset + len(new)  # more than the budget lets us read
+            cap = max(self.budget, 0)
+            new = read_descriptor(fd, cap)
+            cut = 0 < cap == len(new) or info.st_size > self.offset + len(new)  # more than the budget lets us read
         finally:
             os.close(fd)
         self.offset += len(new)
