@@ -183,8 +183,8 @@ def _is_nbgrader_file(rel: Path, known: list[str]) -> bool:
     return rel.name in NBGRADER_FILES and len(rel.parts) >= 3 and rel.parts[-2] in known
 
 
-def _nbgrader_lms_id(folder: Path) -> str:
-    """The LMS id that an earlier ``collect`` kept beside a notebook, if any."""
+def collected_lms_id(folder: Path) -> str:
+    """The LMS id that an earlier ``collect`` kept beside a notebook (``lms_id.txt``), if any."""
     try:
         text = (folder / "lms_id.txt").read_text().strip()
     except (OSError, UnicodeDecodeError):
@@ -282,7 +282,7 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
             stamp = (submission_time(path.parent) if nbgrader else None) or datetime.fromtimestamp(
                 path.stat().st_mtime, tz=timezone.utc)
             if nbgrader:  # a tree collect made (submitted/ itself, or a copy of it) keeps the LMS's marks
-                lms_id = lms_id or _nbgrader_lms_id(path.parent)
+                lms_id = lms_id or collected_lms_id(path.parent)
                 late = late or lms_marked_late(path.parent)
             submission = Submission(student, assignment, rel, stamp, attempt, late, lms_id)
             groups.setdefault((student, assignment), []).append((submission, path))

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
-from autograder.collect import lms_marked_late, submission_time  # noqa: E402
+from autograder.collect import collected_lms_id, lms_marked_late, submission_time  # noqa: E402
 from autograder.config import Course, ensure_tools_on_path  # noqa: E402
 from autograder.gradebook import students_with_grades  # noqa: E402
 from autograder.results import graded_results  # noqa: E402
@@ -78,16 +78,15 @@ def final_scores(course: Course, assignment: Assignment) -> list[Row]:
                 status, seconds, problems = "not graded", 0.0, "collected, not graded yet: run grade"
             total = sum(v or 0.0 for v in scores.values())
             folder = course.submitted / student / name
-            lms_file = folder / "lms_id.txt"
-            lms_id = lms_file.read_text().strip() if lms_file.is_file() else ""
             # The graded submission's time; one collected since is named, not silently mixed in.
             submitted = collected_at = submission_time(folder)
             if result is not None and result.submitted_at:
                 submitted = datetime.fromisoformat(result.submitted_at)
                 if collected_at is not None and collected_at != submitted:
                     problems = " | ".join(filter(None, [problems, "a newer submission was collected after grading "
-                                                                  f"({collected_at:%Y-%m-%d %H:%M:%S} UTC): run grade"]))
-            rows.append(Row(student, lms_id, scores, total, status, seconds, problems, submitted, lms_marked_late(folder)))
+                                                                  f"({_utc(collected_at)}): run grade"]))
+            rows.append(Row(student, collected_lms_id(folder), scores, total, status, seconds, problems,
+                            submitted, lms_marked_late(folder)))
     return rows
 
 
@@ -96,6 +95,10 @@ def _png(fig) -> str:
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _utc(when: datetime | None) -> str:
+    return "" if when is None else when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _hours(value: float | None) -> str:
@@ -131,9 +134,8 @@ def export(course: Course, name: str, due: datetime | None = None) -> tuple[Path
         for row in rows:
             cells = ["" if row.scores[i] is None else f"{row.scores[i]:g}" for i in ids]
             pending = sum(points[i] for i in ids if row.scores[i] is None)
-            submitted = "" if row.submitted is None else row.submitted.strftime("%Y-%m-%d %H:%M:%S UTC")
             writer.writerow([row.student, row.lms_id, *cells, f"{row.total:g}", f"{assignment.max_score:g}", row.status,
-                             pending > 0, f"{pending:g}", row.problems, submitted, _hours(row.hours_late(due)),
+                             pending > 0, f"{pending:g}", row.problems, _utc(row.submitted), _hours(row.hours_late(due)),
                              row.lms_late])
 
     figures = []
