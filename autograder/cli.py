@@ -45,8 +45,10 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from autograder.collect import collect
+    from autograder.worksheet import read_worksheet
 
-    report = collect(_course(args), Path(args.path), args.assignment)
+    worksheet = read_worksheet(Path(args.worksheet)) if args.worksheet else None
+    report = collect(_course(args), Path(args.path), args.assignment, worksheet)
     for s in report.submissions:
         print(f"imported {s.student}/{s.assignment} from {s.origin}" + (" (marked late by the LMS)" if s.late else ""))
     for message in report.set_aside:
@@ -126,12 +128,21 @@ def due_time(text: str) -> datetime:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from autograder.export import export
+    from autograder.export import export, moodle_worksheet
+    from autograder.worksheet import read_worksheet
 
-    csv_path, report = export(_course(args), args.assignment, args.due)
+    course = _course(args)
+    worksheet = read_worksheet(Path(args.worksheet)) if args.worksheet else None  # a bad file: before any work
+    csv_path, report = export(course, args.assignment, args.due)
     if args.due is not None:
         print(f"due {args.due.isoformat(sep=' ', timespec='minutes')}: hours late are in the CSV's hours_late column")
     print(f"grades: {csv_path}\nreport: {report}")
+    if worksheet is not None:
+        path, filled, notes = moodle_worksheet(course, args.assignment, worksheet)
+        print(f"Moodle worksheet: {path} ({filled} grade{'' if filled == 1 else 's'} filled in; "
+              "upload it with \"Upload grading worksheet\")")
+        for note in notes:
+            print(f"  {note}")
     return 0
 
 
@@ -159,6 +170,9 @@ def parser() -> argparse.ArgumentParser:
                                 "<student>_<assignment>.ipynb files")
     s.add_argument("--assignment", help="only this assignment; also the assignment of files students named freely "
                                         "(Moodle, or Canvas's name_userid_fileid_ files)")
+    s.add_argument("--worksheet", metavar="CSV",
+                   help="the assignment's Moodle grading worksheet: students are named by their email address "
+                        "(the same id in every assignment) instead of Moodle's per-assignment participant number")
     s.set_defaults(func=cmd_collect)
 
     s = sub.add_parser("grade", parents=[common], help="execute and score submissions")
@@ -197,6 +211,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--due", type=due_time, metavar="TIME",
                    help="due time, e.g. '2026-12-01 23:59' (local time) or '2026-12-01T23:59+01:00': "
                         "adds hours late per submission (no penalty is applied)")
+    s.add_argument("--worksheet", metavar="CSV",
+                   help="the assignment's Moodle grading worksheet: also write it with the grades filled in "
+                        "(exports/<assignment>-moodle.csv) for Moodle's upload")
     s.set_defaults(func=cmd_export)
     return p
 

@@ -9,9 +9,11 @@ Accepts the layouts instructors really get, as a folder or a zip:
   (student: the name before the first ``_``; ``_LATE_``: Canvas marked it late; the first
   number is Canvas's user id, kept in ``lms_id.txt`` for the export);
 - Moodle: ``Jane Doe_12345_assignsubmission_file_/softmax.ipynb`` (or the same name
-  without the ``/``). The student id is Moodle's participant number, ``12345``: the
-  identifier its grading worksheet matches when grades are uploaded back. Moodle numbers
-  participants per assignment, and students name their files freely, so pass
+  without the ``/``). Moodle numbers participants per assignment, so the student id is
+  the local part of the email address that the assignment's grading worksheet lists for
+  participant ``12345`` when it is given (``--worksheet``; the folder's name must be the
+  worksheet's), else the number itself; the number is kept in ``lms_id.txt``, which the
+  worksheet matches when grades go back. Students name their files freely, so pass
   ``--assignment`` when the file names do not name it.
 
 A ``-N`` (LMS) or `` (N)`` (browser) suffix numbers a resubmission: of several files for
@@ -40,8 +42,8 @@ from pathlib import Path
 
 from autograder.config import Course
 from autograder.source import assignment_path, require_assignments
+from autograder.worksheet import STUDENT_ID, Worksheet, WorksheetError
 
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUFFIXES = r"((?:-\d+| \(\d+\))*)"  # resubmission numbers: LMS "-1", browser " (1)"
 MOODLE = re.compile(r"^(?P<name>[^_]*)_(?P<id>\d+)_assignsubmission_[a-z]+_(?P<rest>.*)$")
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
@@ -103,7 +105,8 @@ def _named(stem: str, known: list[str]) -> tuple[str, str, tuple[int, int]] | st
     return hits[best[0]]
 
 
-def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, tuple[int, int], bool, str] | str:
+def _identify(rel: Path, known: list[str], only: str | None,
+              worksheet: Worksheet | None) -> tuple[str, str, tuple[int, int], bool, str] | str:
     """``(student, assignment, attempt, late, lms_id)`` of an input notebook, or why it cannot be imported."""
     moodle = next((m for part in reversed(rel.parts) if (m := MOODLE.match(part))), None)
     if moodle:
@@ -115,7 +118,13 @@ def _identify(rel: Path, known: list[str], only: str | None) -> tuple[str, str, 
             if not only:
                 return f"{named} (a Moodle download holds one assignment: pass --assignment)"
             named = ("", only, _trailing_attempt(stem))  # students name their files freely
-        return moodle["id"], named[1], named[2], False, moodle["id"]
+        student = moodle["id"]
+        if worksheet is not None:
+            try:
+                student = worksheet.student(moodle["id"], moodle["name"])
+            except WorksheetError as exc:
+                return str(exc)
+        return student, named[1], named[2], False, moodle["id"]
     if len(rel.parts) >= 3 and rel.parts[-2] in known:  # nbgrader layout
         student, assignment = rel.parts[-3], rel.parts[-2]
         if not STUDENT_ID.match(student):
@@ -243,9 +252,15 @@ def _keep_collected(submission: Submission, path: Path, target: Path) -> tuple[s
     return f"{submission.origin}: set aside for {who}, which keeps the newer notebook collected before ({when})", False
 
 
-def collect(course: Course, source: Path, only: str | None = None) -> CollectReport:
-    """Copy the newest submission of each student and assignment under ``source`` (folder or zip)."""
+def collect(course: Course, source: Path, only: str | None = None, worksheet: Worksheet | None = None) -> CollectReport:
+    """Copy the newest submission of each student and assignment under ``source`` (folder or zip).
+
+    ``worksheet``: the Moodle grading worksheet of assignment ``only``, which names Moodle's
+    participants by their email addresses (:mod:`autograder.worksheet`).
+    """
     known = require_assignments(course)
+    if worksheet is not None and not only:
+        raise ValueError("a Moodle worksheet belongs to one assignment: name it with --assignment")
     if only:
         assignment_path(course, only)  # an unknown name is one error, not one per file
     source = Path(source)
@@ -270,7 +285,7 @@ def collect(course: Course, source: Path, only: str | None = None) -> CollectRep
             if path.suffix.lower() != ".ipynb":
                 report.problems.append(f"{rel}: not a notebook ({path.suffix or 'no extension'}); not imported")
                 continue
-            found = _identify(rel, known, only)
+            found = _identify(rel, known, only, worksheet)
             if isinstance(found, str):
                 report.problems.append(f"{rel}: {found}; not imported")
                 continue

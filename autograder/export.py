@@ -1,4 +1,4 @@
-"""``export``: a CSV of grades and a report with plots.
+"""``export``: a CSV of grades and a report with plots; Moodle's grading worksheet filled in.
 
 Scores are read from the gradebook, so an instructor's manual grades (and overrides of
 automatic ones) are what gets exported. Each row also says when the submission was made
@@ -27,6 +27,7 @@ from autograder.config import Course, ensure_tools_on_path  # noqa: E402
 from autograder.gradebook import students_with_grades  # noqa: E402
 from autograder.results import graded_results  # noqa: E402
 from autograder.source import Assignment, load_assignment  # noqa: E402
+from autograder.worksheet import Grade, Worksheet, write_grades  # noqa: E402
 
 
 @dataclass
@@ -110,6 +111,32 @@ def _lateness(row: Row, due: datetime | None) -> str:
     hours = row.hours_late(due)
     said = [] if not hours else [f"{_hours(hours)} h late"]
     return ", ".join(said + (["marked late by the LMS"] if row.lms_late else []))
+
+
+def _worksheet_grades(rows: list[Row], points: dict[str, float]) -> list[Grade]:
+    """What goes back to Moodle: totals of submissions graded in full without a flag."""
+    grades = []
+    for row in rows:
+        pending = sum(p for gid, p in points.items() if row.scores[gid] is None)
+        held_back = ("not graded" if row.status == "not graded" else f"status {row.status}" if row.status != "graded"
+                     else f"{pending:g} point{'' if pending == 1 else 's'} not graded yet" if pending else "")
+        grades.append(Grade(row.student, row.lms_id, None if held_back else row.total, held_back))
+    return grades
+
+
+def moodle_worksheet(course: Course, name: str, worksheet: Worksheet) -> tuple[Path, int, list[str]]:
+    """Write ``exports/<name>-moodle.csv``: ``worksheet`` with the Grade column filled in for upload.
+
+    A grade is filled in only where the submission was graded in full and not flagged; the
+    others are left blank and named. Returns the path, how many grades were filled in, and
+    notes for the instructor (:func:`autograder.worksheet.write_grades`).
+    """
+    assignment = load_assignment(course, name)
+    points = {c.grade_id: c.points for c in assignment.graded_cells}
+    grades = _worksheet_grades(final_scores(course, assignment), points)
+    out = course.exports / f"{name}-moodle.csv"
+    filled, notes = write_grades(worksheet, grades, assignment.max_score, out)
+    return out, filled, notes
 
 
 def export(course: Course, name: str, due: datetime | None = None) -> tuple[Path, Path]:

@@ -1,0 +1,194 @@
+"""Moodle's grading worksheet: one student id per person across assignments, grades going back."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+
+from autograder import cli
+from autograder.collect import collect
+from autograder.export import moodle_worksheet
+from autograder.worksheet import WorksheetError, read_worksheet, same_person
+from tests.autograder.conftest import FIXTURES
+from tests.autograder.test_collect import make_zip, version
+from tests.autograder.test_export import graded
+
+WORKSHEET = FIXTURES / "moodle_worksheet.csv"  # as Moodle writes it: UTF-8 with a BOM, quoted
+DATE = (2024, 3, 1, 10, 0, 0)
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def test_participants_are_named_by_their_email_address():
+    sheet = read_worksheet(WORKSHEET)
+    assert sheet.identifier == "Identifier" and sheet.email == "Email address"  # the BOM is not part of a name
+    assert {n: (p.student, p.name) for n, p in sheet.participants.items()} == {
+        "12345": ("jane.doe", "Jane Doe"), "12346": ("jroe", "John O'Roe"), "12347": ("ann.poe", "Ann Poe"),
+        "12348": ("max", "Max Moe")}
+    assert sheet.without_email == {"12349"}
+    assert sheet.student("12345", "Jane Doe") == "jane.doe"
+    with pytest.raises(WorksheetError, match="participant 12345 is 'John Roe' in the download but 'Jane Doe'"):
+        sheet.student("12345", "John Roe")
+    with pytest.raises(WorksheetError, match="participant 99999 is not in the worksheet moodle_worksheet.csv"):
+        sheet.student("99999", "Jane Doe")
+    with pytest.raises(WorksheetError, match="participant 12349 has no email address"):
+        sheet.student("12349", "Sue Shy")
+
+
+def test_names_are_compared_as_moodle_writes_them_into_folders():
+    assert same_person("John ORoe", "John O'Roe")  # punctuation dropped
+    assert same_person("Team 3-Jane Doe", "Jane Doe")  # a group submission: the group's name first
+    assert same_person("Participant", "Jane Doe")  # anonymous: nothing to compare
+    assert same_person("jane  DOE", "Jane Doe")
+    assert not same_person("Jane Roe", "Jane Doe")
+    assert not same_person("Jane Doe", "")
+
+
+def test_worksheets_in_another_language_are_read_by_position(tmp_path):
+    german = write(tmp_path / "bewertung.csv",
+                   '"ID","Vollständiger Name","E-Mail-Adresse","Status","Bewertung"\n'
+                   '"Teilnehmer/in 501","Jörg Groß",JG@uni.example,"Zur Bewertung abgegeben",\n')
+    sheet = read_worksheet(german)
+    assert sheet.participants["501"].student == "jg" and sheet.participants["501"].name == "Jörg Groß"
+
+
+@pytest.mark.parametrize("content, message", [
+    ('"Identifier","Full name","Email address"\n"Participant 1","A B",ab@x.example\n'
+     '"Participant 2","A C",AB@y.example\n', "ab@x.example and AB@y.example would both be student 'ab'"),
+    ('"Identifier","Full name","Email address"\n"Participant 1","A B",a@x.example\n"Participant 1","A B",b@x.example\n',
+     "line 3: participant 1 is listed twice"),
+    ('"Identifier","Full name","Email address"\n"Jane","A B",a@x.example\n', "line 2: 'Jane' in column 'Identifier'"),
+    ('"Identifier","Full name","Status"\n"Participant 1","Participant 1","Submitted"\n',
+     "no email addresses in it .* reveal identities"),  # anonymous submissions
+    ('"Identifier","Full name","Email address"\n"Participant 1","Participant 1",\n',
+     "no email addresses in it"),  # the column is there, the addresses are not
+    (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\xe9\xff", "not a readable CSV worksheet"),  # an .xlsx, say
+    ('"Identifier","Full name","Email address"\n"Participant 1","A B",@x.example\n', "no student id can be made"),
+    ('student,score\n', "no participants in it"),
+])
+def test_a_worksheet_that_cannot_name_students_is_refused_with_the_reason(tmp_path, content, message):
+    with pytest.raises(WorksheetError, match=message):
+        read_worksheet(write(tmp_path / "sheet.csv", content))
+
+
+def test_collect_names_moodle_students_by_email_and_keeps_the_participant_number(course, tmp_path):
+    lms = make_zip(tmp_path / "moodle.zip", {
+        "Jane Doe_12345_assignsubmission_file_/my work.ipynb": (version(1), DATE),
+        "John ORoe_12346_assignsubmission_file_/tiny.ipynb": (version(2), DATE),
+        "Ann Poe_12347_assignsubmission_file_/tiny.ipynb": (version(3), DATE),
+        "Sue Shy_12349_assignsubmission_file_/tiny.ipynb": (version(4), DATE),
+        "Bo Bee_12350_assignsubmission_file_/tiny.ipynb": (version(5), DATE),
+    })
+    sheet = read_worksheet(WORKSHEET)
+    with pytest.raises(ValueError, match="belongs to one assignment: name it with --assignment"):
+        collect(course, lms, None, sheet)
+    report = collect(course, lms, "tiny", sheet)
+    assert [(s.student, s.lms_id) for s in report.submissions] == [
+        ("ann.poe", "12347"), ("jane.doe", "12345"), ("jroe", "12346")]
+    assert (course.submitted / "jane.doe" / "tiny" / "tiny.ipynb").read_bytes() == version(1)
+    assert (course.submitted / "jane.doe" / "tiny" / "lms_id.txt").read_text() == "12345"
+    assert report.problems == [
+        "Bo Bee_12350_assignsubmission_file_/tiny.ipynb: participant 12350 is not in the worksheet "
+        "moodle_worksheet.csv (is it the worksheet of another assignment?); not imported",
+        "Sue Shy_12349_assignsubmission_file_/tiny.ipynb: participant 12349 has no email address in the "
+        "worksheet moodle_worksheet.csv; not imported",
+    ]
+
+
+def test_collect_refuses_the_worksheet_of_another_assignment(course, tmp_path):
+    lms = make_zip(tmp_path / "moodle.zip", {"Jane Doe_12346_assignsubmission_file_/tiny.ipynb": (version(1), DATE)})
+    report = collect(course, lms, "tiny", read_worksheet(WORKSHEET))  # 12346 is John O'Roe in this worksheet
+    assert report.submissions == [] and not (course.submitted / "jroe").exists()
+    assert report.problems == ["Jane Doe_12346_assignsubmission_file_/tiny.ipynb: participant 12346 is 'Jane Doe' "
+                               "in the download but \"John O'Roe\" in the worksheet moodle_worksheet.csv (is it the "
+                               "worksheet of another assignment?); not imported"]
+
+
+def collected(course, student: str, number: str) -> None:
+    folder = course.submitted / student / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tiny.ipynb").write_text("{}")
+    (folder / "lms_id.txt").write_text(number)
+
+
+def grade_written_answer(course, student: str, score: float) -> None:
+    with Gradebook(course.db_url, "dl-course") as gb:
+        grade = gb.find_grade("q_mean", "tiny", "tiny", student)
+        grade.manual_score, grade.needs_manual_grade = score, False  # as nbgrader's formgrader saves it
+        gb.db.commit()
+
+
+def read_sheet(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def test_export_fills_in_the_grades_of_submissions_graded_in_full(course):
+    for student, number, score in (("jane.doe", "12345", 2.0), ("jroe", "12346", 0.0), ("ann.poe", "12347", 2.0),
+                                   ("kim", "", 2.0), ("gone", "12360", 2.0)):
+        graded(course, student, score)
+        if number:
+            collected(course, student, number)
+    for student in ("jane.doe", "jroe", "kim", "gone"):
+        grade_written_answer(course, student, 1.0)  # ann.poe's written answer is not graded yet
+    path, filled, notes = moodle_worksheet(course, "tiny", read_worksheet(WORKSHEET))
+
+    assert path == course.exports / "tiny-moodle.csv" and path.read_bytes().startswith(b"\xef\xbb\xbf")
+    rows = read_sheet(path)
+    original = read_sheet(WORKSHEET)
+    assert [list(r) for r in rows] == [list(r) for r in original]  # same columns, same rows, same order
+    # Totals 6 and 4 of 6, scaled to Moodle's maximum of 100.
+    assert [r["Grade"] for r in rows] == ["100.00", "66.67", "", "", ""]
+    assert [{k: v for k, v in r.items() if k != "Grade"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "Grade"} for r in original]
+    assert filled == 2
+    assert notes == [
+        "grades scaled to Moodle's maximum grade 100 (the assignment's maximum: 6)",
+        "left blank for your review: ann.poe (1 point not graded yet)",
+        "not in the worksheet: gone (participant 12360)",
+        "no participant number (not collected from a Moodle download): kim",
+    ]
+
+
+def test_export_refuses_the_worksheet_of_another_assignment(course, tmp_path):
+    graded(course, "jane.doe", 2.0)
+    collected(course, "jane.doe", "12346")  # in this worksheet, 12346 is jroe
+    with pytest.raises(WorksheetError, match=r"not the worksheet these students were collected with: "
+                                             r"jane.doe \(participant 12346 is jroe there\); nothing written"):
+        moodle_worksheet(course, "tiny", read_worksheet(WORKSHEET))
+    assert not (course.exports / "tiny-moodle.csv").exists()
+
+
+def test_flagged_and_ungraded_submissions_are_held_back(course):
+    result = graded(course, "jane.doe", 2.0)
+    result.status = "problem"
+    result.save(course.autograded / "jane.doe" / "tiny" / "result.json")
+    grade_written_answer(course, "jane.doe", 1.0)
+    collected(course, "jane.doe", "12345")
+    collected(course, "jroe", "12346")  # collected, not graded
+    _, filled, notes = moodle_worksheet(course, "tiny", read_worksheet(WORKSHEET))
+    assert filled == 0
+    assert "left blank for your review: jane.doe (status problem), jroe (not graded)" in notes
+
+
+def test_the_commands_collect_and_export_with_a_worksheet(course, tmp_path, capsys):
+    lms = make_zip(tmp_path / "moodle.zip", {"Jane Doe_12345_assignsubmission_file_/tiny.ipynb": (version(1), DATE)})
+    sheet = shutil.copyfile(WORKSHEET, tmp_path / "sheet.csv")
+    root = ["--course", str(course.root)]
+    assert cli.main([*root, "collect", str(lms), "--worksheet", str(sheet)]) == 2
+    assert "a Moodle worksheet belongs to one assignment" in capsys.readouterr().err
+    assert cli.main([*root, "collect", str(lms), "--assignment", "tiny", "--worksheet", str(sheet)]) == 0
+    assert "imported jane.doe/tiny from Jane Doe_12345_assignsubmission_file_/tiny.ipynb" in capsys.readouterr().out
+    graded(course, "jane.doe", 2.0)
+    grade_written_answer(course, "jane.doe", 1.0)
+    assert cli.main([*root, "export", "tiny", "--worksheet", str(sheet)]) == 0
+    out = capsys.readouterr().out
+    assert f"Moodle worksheet: {course.exports / 'tiny-moodle.csv'} (1 grade filled in;" in out
+    assert read_sheet(course.exports / "tiny-moodle.csv")[0]["Grade"] == "100.00"
+    assert cli.main([*root, "export", "tiny", "--worksheet", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv: no such file" in capsys.readouterr().err
