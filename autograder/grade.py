@@ -148,6 +148,12 @@ class LocalWorkers:
     def capacity(self) -> int:
         return len(self.slots)
 
+    @property
+    def threads(self) -> int:
+        """CPU threads per notebook: each gets its share of the cores, on GPU runners too
+        (data loading, CPU ops)."""
+        return max(1, (os.cpu_count() or 1) // self.capacity)
+
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -178,7 +184,24 @@ class DaskWorkers:
             raise ValueError(f"--device cuda was asked for, but no worker of the Dask cluster at {address} "
                              "declares a GPU (start GPU workers with: dask worker ... --resources GPU=1)")
         self.gpus = device != "cpu" and gpu_slots > 0
-        self.capacity = max(1, gpu_slots if self.gpus else sum(w.get("nthreads", 1) for w in workers))
+        slots = {address: int(w.get("resources", {}).get("GPU", 0)) if self.gpus else w.get("nthreads", 1)
+                 for address, w in info["workers"].items()}
+        self.capacity = max(1, sum(slots.values()))
+        self.threads = self._threads_per_job(info["workers"], slots)
+
+    def _threads_per_job(self, workers: dict[str, dict], slots: dict[str, int]) -> int:
+        """The cores of each worker's machine shared among the jobs all its workers run at
+        once; the smallest share, since any job may land anywhere."""
+        try:
+            cores = self.client.run(os.cpu_count)  # {worker address: cores of its machine}
+        except Exception:  # noqa: BLE001 (a worker gone since the listing): one thread never oversubscribes
+            return 1
+        hosts = {address: workers[address].get("host", address) for address in slots}
+        per_host: dict[str, int] = {}
+        for address, count in slots.items():
+            per_host[hosts[address]] = per_host.get(hosts[address], 0) + count
+        return min((max(1, (cores.get(address) or 1) // per_host[hosts[address]])
+                    for address, count in slots.items() if count), default=1)
 
     def submit(self, job: ExecutionJob) -> Future:
         job.gpu = 0 if self.gpus else None  # each GPU worker sees its own GPU as device 0
@@ -315,8 +338,7 @@ def grade(
         else:
             count = options.workers or (gpus if gpus else (os.cpu_count() or 1))
             workers = LocalWorkers(max(1, min(count, len(pending) or 1)), gpus)
-        # Each kernel gets its share of the cores, on GPU runners too (data loading, CPU ops).
-        threads = max(1, (os.cpu_count() or 1) // workers.capacity)
+        threads = workers.threads
         bar = tqdm(total=len(pending), desc=f"grading {name}", unit="nb", disable=not options.progress)
         try:
             for result, outcome in _run(pending, parameters, course, workers, threads):

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -323,11 +324,46 @@ def test_a_cluster_runs_on_the_gpus_its_workers_declare():
         auto, cpu = DaskWorkers(client, "auto"), DaskWorkers(client, "cpu")
         assert (auto.gpus, auto.capacity) == (True, 2)  # one job per declared GPU
         assert (cpu.gpus, cpu.capacity) == (False, 4)  # one per worker thread
+        cores = os.cpu_count() or 1  # both workers are on this machine: jobs share its cores
+        assert (auto.threads, cpu.threads) == (max(1, cores // 2), max(1, cores // 4))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cpu_cluster, distributed.Client(cpu_cluster) as client:
         assert DaskWorkers(client, "auto").gpus is False
+        assert DaskWorkers(client, "auto").threads == cores  # one job at a time: all the cores
         with pytest.raises(ValueError, match="no worker of the Dask cluster .* declares a GPU"):
             DaskWorkers(client, "cuda")  # its jobs would wait for a GPU forever
+
+
+class FakeCluster:
+    """A Dask client's view of a cluster on other machines: workers, their hosts and cores."""
+
+    def __init__(self, workers: dict[str, dict], cores: dict[str, int]) -> None:
+        self.workers, self.cores = workers, cores
+
+    def submit(self, *args, **kwargs):
+        raise AssertionError("nothing is run here")
+
+    def scheduler_info(self, n_workers: int = 5) -> dict:
+        return {"workers": self.workers}
+
+    def run(self, function):
+        assert function is os.cpu_count  # asked of each worker, on its own machine
+        return self.cores
+
+
+def test_each_job_gets_its_share_of_the_cores_of_the_machine_it_runs_on():
+    """The coordinator's own core count says nothing of the workers' machines."""
+    workers = {  # a 32-core GPU box with two GPU workers, a 16-core box with one 4-thread worker
+        "tcp://gpu:1": {"host": "gpu", "nthreads": 1, "resources": {"GPU": 1}},
+        "tcp://gpu:2": {"host": "gpu", "nthreads": 1, "resources": {"GPU": 1}},
+        "tcp://cpu:1": {"host": "cpu", "nthreads": 4},
+    }
+    cluster = FakeCluster(workers, {"tcp://gpu:1": 32, "tcp://gpu:2": 32, "tcp://cpu:1": 16})
+    on_gpus, on_cpus = DaskWorkers(cluster, "auto"), DaskWorkers(cluster, "cpu")
+    assert (on_gpus.capacity, on_gpus.threads) == (2, 16)  # two GPU jobs share the GPU box's 32 cores
+    assert (on_cpus.capacity, on_cpus.threads) == (6, 4)  # 16 cores / 4 jobs; the GPU box: 32 / 2 = 16
+    cluster.run = lambda function: (_ for _ in ()).throw(OSError("worker gone"))
+    assert DaskWorkers(cluster, "cpu").threads == 1  # unknown: never oversubscribe
 
 
 @pytest.mark.gpu
