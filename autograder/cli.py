@@ -128,7 +128,7 @@ def due_time(text: str) -> datetime:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from autograder.export import export, moodle_worksheet
+    from autograder.export import export, moodle_files
     from autograder.worksheet import read_worksheet
 
     course = _course(args)
@@ -138,10 +138,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"due {args.due.isoformat(sep=' ', timespec='minutes')}: hours late are in the CSV's hours_late column")
     print(f"grades: {csv_path}\nreport: {report}")
     if worksheet is not None:
-        path, filled, notes = moodle_worksheet(course, args.assignment, worksheet)
-        print(f"Moodle worksheet: {path} ({filled} grade{'' if filled == 1 else 's'} filled in; "
-              "upload it with \"Upload grading worksheet\")")
-        for note in notes:
+        moodle = moodle_files(course, args.assignment, worksheet)
+        print(f"Moodle worksheet: {moodle.worksheet} ({moodle.filled} grade{'' if moodle.filled == 1 else 's'} "
+              "filled in; upload it with \"Upload grading worksheet\")")
+        if moodle.feedback_zip:
+            print(f"Moodle feedback: {moodle.feedback_zip} (upload it with \"Upload multiple feedback files in a zip\")")
+        for note in moodle.notes:
             print(f"  {note}")
     return 0
 
@@ -213,7 +215,7 @@ def parser() -> argparse.ArgumentParser:
                         "adds hours late per submission (no penalty is applied)")
     s.add_argument("--worksheet", metavar="CSV",
                    help="the assignment's Moodle grading worksheet: also write it with the grades filled in "
-                        "(exports/<assignment>-moodle.csv) for Moodle's upload")
+                        "(exports/<assignment>-moodle.csv) and the feedback pages in a zip, for Moodle's uploads")
     s.set_defaults(func=cmd_export)
     return p
 

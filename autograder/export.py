@@ -27,7 +27,7 @@ from autograder.config import Course, ensure_tools_on_path  # noqa: E402
 from autograder.gradebook import students_with_grades  # noqa: E402
 from autograder.results import graded_results  # noqa: E402
 from autograder.source import Assignment, load_assignment  # noqa: E402
-from autograder.worksheet import Grade, Worksheet, write_grades  # noqa: E402
+from autograder.worksheet import Grade, Worksheet, write_feedback_zip, write_grades  # noqa: E402
 
 
 @dataclass
@@ -124,19 +124,37 @@ def _worksheet_grades(rows: list[Row], points: dict[str, float]) -> list[Grade]:
     return grades
 
 
-def moodle_worksheet(course: Course, name: str, worksheet: Worksheet) -> tuple[Path, int, list[str]]:
-    """Write ``exports/<name>-moodle.csv``: ``worksheet`` with the Grade column filled in for upload.
+@dataclass
+class MoodleFiles:
+    """What ``export --worksheet`` writes for Moodle's uploads, and what to know about it."""
+
+    worksheet: Path  # the grading worksheet with grades filled in
+    feedback_zip: Path | None  # the feedback pages of those students (None: no page written yet)
+    filled: int  # grades filled in
+    notes: list[str]
+
+
+def moodle_files(course: Course, name: str, worksheet: Worksheet) -> MoodleFiles:
+    """Write ``exports/<name>-moodle.csv`` (``worksheet`` with the Grade column filled in) and
+    ``exports/<name>-moodle-feedback.zip`` (the feedback pages of the same students).
 
     A grade is filled in only where the submission was graded in full and not flagged; the
-    others are left blank and named. Returns the path, how many grades were filled in, and
-    notes for the instructor (:func:`autograder.worksheet.write_grades`).
+    others are left blank and named (:func:`autograder.worksheet.write_grades`).
     """
     assignment = load_assignment(course, name)
     points = {c.grade_id: c.points for c in assignment.graded_cells}
     grades = _worksheet_grades(final_scores(course, assignment), points)
-    out = course.exports / f"{name}-moodle.csv"
-    filled, notes = write_grades(worksheet, grades, assignment.max_score, out)
-    return out, filled, notes
+    sheet = course.exports / f"{name}-moodle.csv"
+    filled, notes = write_grades(worksheet, grades, assignment.max_score, sheet)
+    pages = {g.number: page for g in filled if (page := course.feedback / g.student / name / "feedback.html").is_file()}
+    missing = sorted(g.student for g in filled if g.number not in pages)
+    if missing:
+        notes.append(f"no feedback page (run feedback {name}): {', '.join(missing)}")
+    feedback_zip = course.exports / f"{name}-moodle-feedback.zip"
+    feedback_zip.unlink(missing_ok=True)  # never a stale zip beside a new worksheet
+    if pages:
+        write_feedback_zip(pages, feedback_zip)
+    return MoodleFiles(sheet, feedback_zip if pages else None, len(filled), notes)
 
 
 def export(course: Course, name: str, due: datetime | None = None) -> tuple[Path, Path]:

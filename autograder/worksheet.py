@@ -7,7 +7,8 @@ grading worksheet turned on in the assignment's feedback settings) lists each pa
 as ``Participant 12345`` with their full name and email address. With it, ``collect``
 names each student by the local part of their email address (``jane.doe`` for
 ``Jane.Doe@uni.example``), the same id in every assignment, and ``export`` writes a copy of
-the worksheet with the Grade column filled, ready for Moodle's "Upload grading worksheet".
+the worksheet with the Grade column filled, ready for Moodle's "Upload grading worksheet",
+and the feedback pages in a zip for "Upload multiple feedback files in a zip".
 
 Column names are Moodle's English ones; in another language the first column is taken as
 the identifier, the second as the full name, and the column whose entries are email
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,10 +165,10 @@ def _float(text: str) -> float | None:
         return None
 
 
-def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, out: Path) -> tuple[int, list[str]]:
+def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, out: Path) -> tuple[list[Grade], list[str]]:
     """Write ``worksheet`` to ``out`` with the Grade of each graded participant filled in.
 
-    Returns how many grades were filled and what the instructor should know: grades held
+    Returns the grades filled in and what the instructor should know: grades held
     back, students the worksheet does not list, a scaling to Moodle's maximum grade. Refuses
     (writing nothing) a worksheet whose participants are other students than the ones
     collected with a worksheet: participant numbers differ between assignments, so it is the
@@ -184,7 +186,7 @@ def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, ou
                              f"{'; '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''}; nothing written")
     maximum_column = _column(worksheet.fieldnames, "Maximum Grade", None)
     by_number = {str(int(g.number)): g for g in grades if g.number.isdigit()}
-    rows, filled, scales = [], 0, set()
+    rows, filled, scales = [], [], set()
     for row in worksheet.rows:
         row = dict(row)
         grade = by_number.pop(_number(row, worksheet.identifier) or "", None)
@@ -194,7 +196,7 @@ def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, ou
             if scale != 1.0:
                 scales.add(f"{moodle_max:g}")
             row[grade_column] = f"{grade.total * scale:.2f}"
-            filled += 1
+            filled.append(grade)
         rows.append(row)
     notes = []
     if scales:
@@ -214,3 +216,14 @@ def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, ou
         writer.writeheader()
         writer.writerows(rows)
     return filled, notes
+
+
+def write_feedback_zip(pages: dict[str, Path], out: Path) -> None:
+    """A zip of feedback pages by participant number, as Moodle's feedback-files upload reads it.
+
+    Moodle splits each entry's name at its first four underscores: any name, the participant
+    number, the plugin (``assignfeedback_file``), then the file's own name.
+    """
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number, page in sorted(pages.items(), key=lambda item: int(item[0])):
+            archive.write(page, f"participant_{int(number)}_assignfeedback_file_{page.name}")

@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from nbgrader.api import Gradebook
 
 from autograder import cli
 from autograder.collect import collect
-from autograder.export import moodle_worksheet
+from autograder.export import moodle_files
 from autograder.worksheet import WorksheetError, read_worksheet, same_person
 from tests.autograder.conftest import FIXTURES
 from tests.autograder.test_collect import make_zip, version
@@ -136,7 +137,12 @@ def test_export_fills_in_the_grades_of_submissions_graded_in_full(course):
             collected(course, student, number)
     for student in ("jane.doe", "jroe", "kim", "gone"):
         grade_written_answer(course, student, 1.0)  # ann.poe's written answer is not graded yet
-    path, filled, notes = moodle_worksheet(course, "tiny", read_worksheet(WORKSHEET))
+    for student in ("jane.doe", "ann.poe"):  # feedback pages: jroe's not written yet
+        page = course.feedback / student / "tiny" / "feedback.html"
+        page.parent.mkdir(parents=True)
+        page.write_text(f"<p>{student}</p>")
+    moodle = moodle_files(course, "tiny", read_worksheet(WORKSHEET))
+    path, filled, notes = moodle.worksheet, moodle.filled, moodle.notes
 
     assert path == course.exports / "tiny-moodle.csv" and path.read_bytes().startswith(b"\xef\xbb\xbf")
     rows = read_sheet(path)
@@ -152,7 +158,12 @@ def test_export_fills_in_the_grades_of_submissions_graded_in_full(course):
         "left blank for your review: ann.poe (1 point not graded yet)",
         "not in the worksheet: gone (participant 12360)",
         "no participant number (not collected from a Moodle download): kim",
+        "no feedback page (run feedback tiny): jroe",
     ]
+    # Moodle reads "<name>_<participant>_assignfeedback_file_<file>": only graded students' pages.
+    with zipfile.ZipFile(moodle.feedback_zip) as archive:
+        assert archive.namelist() == ["participant_12345_assignfeedback_file_feedback.html"]
+        assert archive.read(archive.namelist()[0]) == b"<p>jane.doe</p>"
 
 
 def test_export_refuses_the_worksheet_of_another_assignment(course, tmp_path):
@@ -160,7 +171,7 @@ def test_export_refuses_the_worksheet_of_another_assignment(course, tmp_path):
     collected(course, "jane.doe", "12346")  # in this worksheet, 12346 is jroe
     with pytest.raises(WorksheetError, match=r"not the worksheet these students were collected with: "
                                              r"jane.doe \(participant 12346 is jroe there\); nothing written"):
-        moodle_worksheet(course, "tiny", read_worksheet(WORKSHEET))
+        moodle_files(course, "tiny", read_worksheet(WORKSHEET))
     assert not (course.exports / "tiny-moodle.csv").exists()
 
 
@@ -171,9 +182,9 @@ def test_flagged_and_ungraded_submissions_are_held_back(course):
     grade_written_answer(course, "jane.doe", 1.0)
     collected(course, "jane.doe", "12345")
     collected(course, "jroe", "12346")  # collected, not graded
-    _, filled, notes = moodle_worksheet(course, "tiny", read_worksheet(WORKSHEET))
-    assert filled == 0
-    assert "left blank for your review: jane.doe (status problem), jroe (not graded)" in notes
+    moodle = moodle_files(course, "tiny", read_worksheet(WORKSHEET))
+    assert (moodle.filled, moodle.feedback_zip) == (0, None)
+    assert "left blank for your review: jane.doe (status problem), jroe (not graded)" in moodle.notes
 
 
 def test_the_commands_collect_and_export_with_a_worksheet(course, tmp_path, capsys):
@@ -190,5 +201,9 @@ def test_the_commands_collect_and_export_with_a_worksheet(course, tmp_path, caps
     out = capsys.readouterr().out
     assert f"Moodle worksheet: {course.exports / 'tiny-moodle.csv'} (1 grade filled in;" in out
     assert read_sheet(course.exports / "tiny-moodle.csv")[0]["Grade"] == "100.00"
+    assert "no feedback page (run feedback tiny): jane.doe" in out and "Moodle feedback:" not in out
+    assert cli.main([*root, "feedback", "tiny"]) == 0
+    assert cli.main([*root, "export", "tiny", "--worksheet", str(sheet)]) == 0
+    assert f"Moodle feedback: {course.exports / 'tiny-moodle-feedback.zip'}" in capsys.readouterr().out
     assert cli.main([*root, "export", "tiny", "--worksheet", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
