@@ -108,7 +108,8 @@ def _named(stem: str, known: list[str]) -> tuple[str, str, tuple[int, int]] | st
 def _identify(rel: Path, known: list[str], only: str | None,
               worksheet: Worksheet | None) -> tuple[str, str, tuple[int, int], bool, str] | str:
     """``(student, assignment, attempt, late, lms_id)`` of an input notebook, or why it cannot be imported."""
-    moodle = next((m for part in reversed(rel.parts) if (m := MOODLE.match(part))), None)
+    # The outermost name Moodle wrote: a student's own folder or file inside it may imitate one.
+    moodle = next((m for part in rel.parts if (m := MOODLE.match(part))), None)
     if moodle:
         stem = Path(moodle["rest"]).stem if moodle.string == rel.name else rel.stem  # flat, or in a folder
         named = _named(stem, known)

@@ -88,7 +88,26 @@ def final_scores(course: Course, assignment: Assignment) -> list[Row]:
                                                                   f"({_utc(collected_at)}): run grade"]))
             rows.append(Row(student, collected_lms_id(folder), scores, total, status, seconds, problems,
                             submitted, lms_marked_late(folder)))
+    _flag_shared_lms_ids(rows)
     return rows
+
+
+def _flag_shared_lms_ids(rows: list[Row]) -> None:
+    """Name LMS ids that several students hold: a grade uploaded by id would reach one person twice.
+
+    Students can write ``lms_id.txt`` beside their notebook where nbgrader's exchange
+    collects their folders; and a class collected both with and without a Moodle worksheet
+    holds each Moodle student twice.
+    """
+    holders: dict[str, list[str]] = {}
+    for row in rows:
+        if row.lms_id:
+            holders.setdefault(row.lms_id.lstrip("0") or "0", []).append(row.student)
+    for row in rows:
+        others = [s for s in holders.get(row.lms_id.lstrip("0") or "0", []) if s != row.student] if row.lms_id else []
+        if others:
+            row.problems = " | ".join(filter(None, [row.problems, f"LMS id {row.lms_id} is also "
+                                                                  f"{', '.join(others)}'s: check its lms_id.txt"]))
 
 
 def _png(fig) -> str:

@@ -192,8 +192,10 @@ class DaskWorkers:
     def _threads_per_job(self, workers: dict[str, dict], slots: dict[str, int]) -> int:
         """The cores of each worker's machine shared among the jobs all its workers run at
         once; the smallest share, since any job may land anywhere."""
+        from dask.system import cpu_count  # cores this process may use: affinity and cgroup limits count
+
         try:
-            cores = self.client.run(os.cpu_count)  # {worker address: cores of its machine}
+            cores = self.client.run(cpu_count)  # {worker address: cores of its machine}
         except Exception:  # noqa: BLE001 (a worker gone since the listing): one thread never oversubscribes
             return 1
         hosts = {address: workers[address].get("host", address) for address in slots}

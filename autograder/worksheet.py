@@ -10,18 +10,21 @@ names each student by the local part of their email address (``jane.doe`` for
 the worksheet with the Grade column filled, ready for Moodle's "Upload grading worksheet",
 and the feedback pages in a zip for "Upload multiple feedback files in a zip".
 
-Column names are Moodle's English ones; in another language the first column is taken as
-the identifier, the second as the full name, and the column whose entries are email
-addresses as the email. Identities hidden by anonymous submissions cannot be mapped (the
-worksheet shows no email addresses until they are revealed), so they are refused.
+Columns are found by Moodle's English names; in another language the first column is taken
+as the identifier, the second as the full name, the column of email addresses as the email,
+and the first two adjacent columns of numbers after it (the second never empty) as the
+grade and the maximum grade. Identities hidden by anonymous submissions cannot be mapped
+(the worksheet shows no email addresses until they are revealed), so they are refused.
+Group submissions (one folder per group) are not supported.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a student id (a folder name under submitted/)
@@ -43,21 +46,27 @@ class Participant:
 @dataclass
 class Worksheet:
     path: Path
-    fieldnames: list[str]
-    rows: list[dict[str, str]]  # as read, in order (the upload matches them by identifier)
-    identifier: str  # the name of each column used
-    email: str
-    name: str
-    participants: dict[str, Participant]  # by participant number
-    without_email: set[str]  # participant numbers listed without an email address
+    header: list[str]
+    rows: list[list[str]]  # as read, in order (the upload matches them by identifier)
+    delimiter: str
+    identifier: int  # the index of each column used
+    name: int
+    email: int
+    grade: int | None  # None: not found (reading still works; writing grades does not)
+    maximum: int | None
+    participants: dict[str, Participant] = field(default_factory=dict)  # by participant number
+    without_email: set[str] = field(default_factory=set)  # participant numbers listed without an address
+
+    def number(self, row: list[str]) -> str:
+        return participant_number(row[self.identifier])
 
     def student(self, number: str, download_name: str) -> str:
         """The course's id of participant ``number``, whose download folder says ``download_name``;
         raises WorksheetError when the worksheet does not know them as that person."""
         number = str(int(number))
-        found = self.participants.get(number)
         if number in self.without_email:
             raise WorksheetError(f"participant {number} has no email address in the worksheet {self.path.name}")
+        found = self.participants.get(number)
         if found is None:
             raise WorksheetError(f"participant {number} is not in the worksheet {self.path.name} "
                                  "(is it the worksheet of another assignment?)")
@@ -67,19 +76,25 @@ class Worksheet:
         return found.student
 
 
+def participant_number(text: str) -> str:
+    """``"12345"`` for ``"Participant 12345"`` (or ``"012345"``); ``""`` for anything else."""
+    match = PARTICIPANT.match(text or "")
+    return str(int(match.group(1))) if match else ""
+
+
 def _letters(name: str) -> str:
-    return "".join(ch for ch in name.casefold() if ch.isalnum())
+    return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
 
 
 def same_person(download_name: str, worksheet_name: str) -> bool:
     """Whether a download's folder name is the worksheet's full name.
 
-    Moodle writes the name into the folder without some punctuation (and underscores), and
-    after the group's name for group submissions, so letters and digits are compared, at the
-    end; anonymous downloads say "Participant", which proves nothing either way.
+    Moodle writes the name into the folder without some punctuation (and underscores), and a
+    zip unpacked on macOS decomposes accents, so letters and digits are compared after
+    Unicode normalization; anonymous downloads say "Participant", which proves nothing.
     """
     download, listed = _letters(download_name), _letters(worksheet_name)
-    return download in ("", "participant") or bool(listed) and download.endswith(listed)
+    return download == "participant" or bool(download) and download == listed
 
 
 def _student_id(email: str) -> str:
@@ -88,47 +103,78 @@ def _student_id(email: str) -> str:
     return re.sub(r"[^a-z0-9._-]", "-", local).lstrip("._-")
 
 
-def _column(fieldnames: list[str], english: str, fallback: str | None) -> str | None:
-    by_name = {f.strip().casefold(): f for f in fieldnames}
-    return by_name.get(english.casefold(), fallback)
+def _float(text: str) -> float | None:
+    try:
+        return float(text.strip().replace(",", "."))  # Moodle writes the site's decimal separator
+    except ValueError:
+        return None
+
+
+def _cell(row: list[str], index: int | None) -> str:
+    return row[index] if index is not None and index < len(row) else ""
+
+
+def _grade_columns(header: list[str], rows: list[list[str]], after: int) -> tuple[int | None, int | None]:
+    """The Grade and Maximum Grade columns: by name, else the first adjacent pair of number
+    columns after ``after`` whose second is never empty."""
+    names = [h.strip().casefold() for h in header]
+    if "grade" in names:
+        grade = names.index("grade")
+        return grade, names.index("maximum grade") if "maximum grade" in names else None
+    for i in range(after + 1, len(header) - 1):
+        grades, maxima = [_cell(r, i).strip() for r in rows], [_cell(r, i + 1).strip() for r in rows]
+        if all(g == "" or _float(g) is not None for g in grades) and all(_float(m) is not None for m in maxima):
+            return i, i + 1
+    return None, None
 
 
 def read_worksheet(path: Path) -> Worksheet:
-    """Read a Moodle grading worksheet (CSV, as Moodle writes it: UTF-8, with or without a BOM)."""
+    """Read a Moodle grading worksheet (CSV as Moodle writes it, UTF-8 with or without a BOM;
+    also with semicolons, as spreadsheets save CSV in some languages)."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fieldnames = list(reader.fieldnames or [])
-            rows = list(reader)
+        text = path.read_text(encoding="utf-8-sig")
+        first = text.split("\n", 1)[0]
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+        header = next(reader, [])
+        lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except FileNotFoundError:
         raise WorksheetError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise WorksheetError(f"{path}: not a readable CSV worksheet ({exc})") from None
-    if len(fieldnames) < 2 or not rows:
+    if len(header) < 2 or not lines:
         raise WorksheetError(f"{path}: not a Moodle grading worksheet (no participants in it)")
-    identifier = _column(fieldnames, "Identifier", fieldnames[0])
-    name = _column(fieldnames, "Full name", fieldnames[1])
-    email = _column(fieldnames, "Email address", None) or next(
-        (f for f in fieldnames if any("@" in (r.get(f) or "") for r in rows)
-         and all("@" in v or not v.strip() for r in rows if (v := r.get(f) or ""))), None)
-    anonymous = (f"{path}: no email addresses in it (columns: {', '.join(fieldnames)}); Moodle hides them while "
+    names = [h.strip().casefold() for h in header]
+    repeated = sorted({h for h in names if names.count(h) > 1})
+    if repeated:
+        raise WorksheetError(f"{path}: the column {repeated[0]!r} appears twice")
+    rows = [row for _, row in lines]
+
+    def by_name(english: str, fallback: int | None) -> int | None:
+        return names.index(english) if english in names else fallback
+
+    identifier, name = by_name("identifier", 0), by_name("full name", 1)
+    email = by_name("email address", None)
+    if email is None:
+        email = next((i for i in range(len(header)) if any("@" in _cell(r, i) for r in rows)
+                      and all("@" in _cell(r, i) or not _cell(r, i).strip() for r in rows)), None)
+    anonymous = (f"{path}: no email addresses in it (columns: {', '.join(header)}); Moodle hides them while "
                  "submissions are anonymous: reveal identities and download it again")
     if email is None:
         raise WorksheetError(anonymous)
-    participants: dict[str, Participant] = {}
-    without_email: set[str] = set()
+    grade, maximum = _grade_columns(header, rows, email)
+    sheet = Worksheet(path, header, rows, delimiter, identifier, name, email, grade, maximum)
     by_student: dict[str, Participant] = {}
-    for line, row in enumerate(rows, start=2):
-        match = PARTICIPANT.match(row.get(identifier) or "")
-        if not match:
-            raise WorksheetError(f"{path}, line {line}: {row.get(identifier)!r} in column {identifier!r} "
+    for line, row in lines:
+        number, address = participant_number(_cell(row, identifier)), _cell(row, email).strip()
+        if not number:
+            raise WorksheetError(f"{path}, line {line}: {_cell(row, identifier)!r} in column {header[identifier]!r} "
                                  "is not a participant such as 'Participant 12345'")
-        number, address = str(int(match.group(1))), (row.get(email) or "").strip()
-        if number in participants or number in without_email:
+        if number in sheet.participants or number in sheet.without_email:
             raise WorksheetError(f"{path}, line {line}: participant {number} is listed twice")
         if not address:
-            without_email.add(number)  # no address, no id: their submission is reported, not guessed
+            sheet.without_email.add(number)  # no address, no id: their submission is reported, not guessed
             continue
         student = _student_id(address)
         if not STUDENT_ID.match(student):
@@ -136,11 +182,11 @@ def read_worksheet(path: Path) -> Worksheet:
         if student in by_student:
             raise WorksheetError(f"{path}: {by_student[student].email} and {address} would both be student "
                                  f"{student!r}; change one of the two addresses in a copy of the worksheet")
-        participants[number] = by_student[student] = Participant(number, student, (row.get(name) or "").strip(),
-                                                                 address)
-    if not participants:
+        sheet.participants[number] = by_student[student] = Participant(number, student, _cell(row, name).strip(),
+                                                                       address)
+    if not sheet.participants:
         raise WorksheetError(anonymous)
-    return Worksheet(path, fieldnames, rows, identifier, email, name, participants, without_email)
+    return sheet
 
 
 @dataclass(frozen=True)
@@ -153,67 +199,108 @@ class Grade:
     held_back: str = ""  # why it is not to be uploaded yet
 
 
-def _number(row: dict[str, str], identifier: str) -> str | None:
-    match = PARTICIPANT.match(row.get(identifier) or "")
-    return str(int(match.group(1))) if match else None
+def _matched(worksheet: Worksheet, grades: list[Grade], notes: list[str]) -> dict[str, Grade]:
+    """The grades whose participant number is this worksheet's and names this student, by number.
 
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text.strip().replace(",", "."))  # Moodle writes the site's decimal separator
-    except ValueError:
-        return None
+    A student named by the worksheet must be the worksheet's participant of that number; one
+    named by the number itself cannot be checked. Two students with one number (a planted
+    ``lms_id.txt``, or a class collected both with and without the worksheet) get neither.
+    Refuses a worksheet where no number matches: numbers differ between assignments, so it
+    is another assignment's.
+    """
+    listed = {worksheet.number(row) for row in worksheet.rows}
+    claims: dict[str, list[Grade]] = {}
+    for g in grades:
+        if g.number.isdigit():
+            claims.setdefault(participant_number(g.number), []).append(g)
+    shared, wrong, missing, matched = [], [], [], {}
+    for number, claimants in sorted(claims.items(), key=lambda item: int(item[0])):
+        if number not in listed:
+            missing.extend(f"{g.student} (participant {number})" for g in claimants)
+            continue
+        known = worksheet.participants.get(number)
+        listed_as = known.student if known else "listed without an email address"
+        named_by_sheet = [g for g in claimants if known and g.student == known.student]
+        unverifiable = [g for g in claimants if g.student in (number, g.number)]  # named by the number itself
+        wrong.extend(f"{g.student} (participant {number} is {listed_as} there)" for g in claimants
+                     if g not in named_by_sheet and g not in unverifiable)
+        candidates = named_by_sheet or unverifiable  # the worksheet's own person first
+        if len(candidates) == 1:
+            matched[number] = candidates[0]
+        if len(named_by_sheet + unverifiable) > 1:  # collected both with and without the worksheet, say
+            kept = f"kept {candidates[0].student}" if len(candidates) == 1 else "left blank"
+            shared.append(f"participant {number} ({', '.join(g.student for g in named_by_sheet + unverifiable)}: "
+                          f"{kept})")
+    if claims and not matched:
+        raise WorksheetError(f"{worksheet.path.name} is not the worksheet of these submissions: none of their "
+                             f"{len(claims)} participant numbers is a participant of it with that name (is it the "
+                             "worksheet of another assignment?); nothing written")
+    for label, items in (("one participant number, several students", shared),
+                         ("another student's participant number in this worksheet; left blank", wrong),
+                         ("not in the worksheet", missing)):
+        if items:
+            notes.append(f"{label}: {', '.join(items)}")
+    odd = [g.student for g in grades if g.number and not g.number.isdigit()]
+    unnumbered = [g.student for g in grades if not g.number]
+    if odd:
+        notes.append(f"an LMS id that is not a participant number: {', '.join(odd)}")
+    if unnumbered:
+        notes.append(f"no participant number (not collected from a Moodle download): {', '.join(unnumbered)}")
+    return matched
 
 
 def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, out: Path) -> tuple[list[Grade], list[str]]:
     """Write ``worksheet`` to ``out`` with the Grade of each graded participant filled in.
 
-    Returns the grades filled in and what the instructor should know: grades held
-    back, students the worksheet does not list, a scaling to Moodle's maximum grade. Refuses
-    (writing nothing) a worksheet whose participants are other students than the ones
-    collected with a worksheet: participant numbers differ between assignments, so it is the
-    worksheet of another assignment.
+    Returns the grades filled in and what the instructor should know. Points are scaled to
+    the row's Maximum Grade (Moodle's upload skips grades above it, so those are named),
+    written with the worksheet's decimal separator. Refuses a worksheet without a grade
+    column, or of another assignment (:func:`_matched`), writing nothing.
     """
-    grade_column = _column(worksheet.fieldnames, "Grade", None)
-    if grade_column is None:
-        raise WorksheetError(f"{worksheet.path}: no Grade column (columns: {', '.join(worksheet.fieldnames)})")
-    wrong = [f"{g.student} (participant {g.number} is {p.student if p else 'someone without an email address'} "
-             "there)" for g in grades if g.number and g.student != g.number
-             and (g.number in worksheet.without_email
-                  or ((p := worksheet.participants.get(g.number)) is not None and p.student != g.student))]
-    if wrong:
-        raise WorksheetError(f"{worksheet.path.name} is not the worksheet these students were collected with: "
-                             f"{'; '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''}; nothing written")
-    maximum_column = _column(worksheet.fieldnames, "Maximum Grade", None)
-    by_number = {str(int(g.number)): g for g in grades if g.number.isdigit()}
-    rows, filled, scales = [], [], set()
+    if worksheet.grade is None:
+        raise WorksheetError(f"{worksheet.path}: no Grade column (columns: {', '.join(worksheet.header)})")
+    notes: list[str] = []
+    matched = _matched(worksheet, grades, notes)
+    rows, filled, scales, above, unreadable, replaced = [], [], set(), [], [], []
     for row in worksheet.rows:
-        row = dict(row)
-        grade = by_number.pop(_number(row, worksheet.identifier) or "", None)
+        row = row + [""] * (len(worksheet.header) - len(row))
+        grade = matched.get(worksheet.number(row))
         if grade is not None and grade.total is not None:
-            moodle_max = _float(row.get(maximum_column) or "") if maximum_column else None
-            scale = moodle_max / max_score if moodle_max and max_score and moodle_max != max_score else 1.0
-            if scale != 1.0:
+            maximum = _cell(row, worksheet.maximum).strip()
+            moodle_max = _float(maximum) if worksheet.maximum is not None else float(max_score)
+            if moodle_max is None or moodle_max <= 0 or max_score <= 0:
+                unreadable.append(f"{grade.student} ({maximum!r})")
+                rows.append(row)
+                continue
+            value = grade.total * moodle_max / max_score
+            if moodle_max != max_score:
                 scales.add(f"{moodle_max:g}")
-            row[grade_column] = f"{grade.total * scale:.2f}"
+            if value > moodle_max + 1e-9:
+                above.append(grade.student)
+            text = f"{value:.2f}"
+            if "," in maximum and "." not in maximum:
+                text = text.replace(".", ",")
+            if row[worksheet.grade].strip() and _float(row[worksheet.grade]) != _float(text):
+                replaced.append(f"{grade.student} (was {row[worksheet.grade].strip()})")
+            row[worksheet.grade] = text
             filled.append(grade)
         rows.append(row)
-    notes = []
+    held = [f"{g.student} ({g.held_back})" for g in matched.values() if g.total is None]
+    for label, items in (("left blank for your review", held),
+                         ("left blank, Moodle's maximum grade unreadable", unreadable),
+                         ("above Moodle's maximum grade, which its upload skips", above),
+                         ("replaced a grade already in the worksheet", replaced)):
+        if items:
+            notes.append(f"{label}: {', '.join(items)}")
     if scales:
-        notes.append(f"grades scaled to Moodle's maximum grade {', '.join(sorted(scales))} "
-                     f"(the assignment's maximum: {max_score:g})")
-    held = [f"{g.student} ({g.held_back})" for g in grades if g.number and g.total is None and g.number not in by_number]
-    if held:
-        notes.append(f"left blank for your review: {', '.join(held)}")
-    if by_number:
-        notes.append("not in the worksheet: " + ", ".join(f"{g.student} (participant {n})" for n, g in by_number.items()))
-    unnumbered = [g.student for g in grades if not g.number]
-    if unnumbered:
-        notes.append(f"no participant number (not collected from a Moodle download): {', '.join(unnumbered)}")
+        notes.insert(0, f"grades scaled to Moodle's maximum grade {', '.join(sorted(scales))} "
+                        f"(the assignment's maximum: {max_score:g})")
+    if worksheet.maximum is None:
+        notes.insert(0, f"no Maximum Grade column: grades written as points out of {max_score:g}")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="", encoding="utf-8-sig") as f:  # as Moodle writes it; its upload reads either
-        writer = csv.DictWriter(f, worksheet.fieldnames, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(f, delimiter=worksheet.delimiter)
+        writer.writerow(worksheet.header)
         writer.writerows(rows)
     return filled, notes
 

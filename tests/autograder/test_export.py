@@ -46,6 +46,19 @@ def test_the_csv_carries_the_lms_id_where_collect_found_one(course):
     assert rows["doejane"]["total"] == "5" and rows["local"]["total"] == "3"
 
 
+def test_an_lms_id_two_students_hold_is_named(course):
+    """A grade uploaded by LMS id would reach one person twice (a planted lms_id.txt, say)."""
+    for student, lms_id in (("doejane", "1234"), ("mallory", "01234"), ("local", "")):
+        graded(course, student, 2.0)
+        if lms_id:
+            (course.submitted / student / "tiny").mkdir(parents=True)
+            (course.submitted / student / "tiny" / "lms_id.txt").write_text(lms_id)
+    rows = read_rows(export(course, "tiny")[0])
+    assert rows["doejane"]["problems"] == "LMS id 1234 is also mallory's: check its lms_id.txt"
+    assert rows["mallory"]["problems"] == "LMS id 01234 is also doejane's: check its lms_id.txt"
+    assert rows["local"]["problems"] == ""
+
+
 def test_no_student_is_left_out(course):
     """A student collected but not graded yet, and one whose result file was removed (say by
     make clean) while the gradebook keeps the grades, both get a row that says so."""

@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -319,12 +318,14 @@ def test_a_cluster_runs_on_the_gpus_its_workers_declare():
     """``--device auto`` with a scheduler used to mean CPU: GPU workers got notebooks with
     device "cpu" and no GPU visible. Now the workers' declared resources decide."""
     distributed = pytest.importorskip("distributed")
+    import dask.system
+
     with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None,
                                   resources={"GPU": 1}) as gpu_cluster, distributed.Client(gpu_cluster) as client:
         auto, cpu = DaskWorkers(client, "auto"), DaskWorkers(client, "cpu")
         assert (auto.gpus, auto.capacity) == (True, 2)  # one job per declared GPU
         assert (cpu.gpus, cpu.capacity) == (False, 4)  # one per worker thread
-        cores = os.cpu_count() or 1  # both workers are on this machine: jobs share its cores
+        cores = dask.system.cpu_count()  # both workers are on this machine: jobs share its cores
         assert (auto.threads, cpu.threads) == (max(1, cores // 2), max(1, cores // 4))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cpu_cluster, distributed.Client(cpu_cluster) as client:
@@ -347,7 +348,9 @@ class FakeCluster:
         return {"workers": self.workers}
 
     def run(self, function):
-        assert function is os.cpu_count  # asked of each worker, on its own machine
+        from dask.system import cpu_count
+
+        assert function is cpu_count  # asked of each worker, on its own machine
         return self.cores
 
 

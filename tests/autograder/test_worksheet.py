@@ -2,6 +2,7 @@
 
 import csv
 import shutil
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def write(path: Path, content: str | bytes) -> Path:
 
 def test_participants_are_named_by_their_email_address():
     sheet = read_worksheet(WORKSHEET)
-    assert sheet.identifier == "Identifier" and sheet.email == "Email address"  # the BOM is not part of a name
+    assert [sheet.header[i] for i in (sheet.identifier, sheet.name, sheet.email, sheet.grade, sheet.maximum)] == [
+        "Identifier", "Full name", "Email address", "Grade", "Maximum Grade"]  # the BOM is not part of a name
     assert {n: (p.student, p.name) for n, p in sheet.participants.items()} == {
         "12345": ("jane.doe", "Jane Doe"), "12346": ("jroe", "John O'Roe"), "12347": ("ann.poe", "Ann Poe"),
         "12348": ("max", "Max Moe")}
@@ -43,19 +45,34 @@ def test_participants_are_named_by_their_email_address():
 
 def test_names_are_compared_as_moodle_writes_them_into_folders():
     assert same_person("John ORoe", "John O'Roe")  # punctuation dropped
-    assert same_person("Team 3-Jane Doe", "Jane Doe")  # a group submission: the group's name first
-    assert same_person("Participant", "Jane Doe")  # anonymous: nothing to compare
     assert same_person("jane  DOE", "Jane Doe")
+    assert same_person(unicodedata.normalize("NFD", "Jörg Groß"), "Jörg Groß")  # a zip unpacked on macOS
+    assert same_person("Participant", "Jane Doe")  # anonymous: nothing to compare
     assert not same_person("Jane Roe", "Jane Doe")
-    assert not same_person("Jane Doe", "")
+    assert not same_person("Mary-Jane Doe", "Jane Doe") and not same_person("Joann Lee", "Ann Lee")
+    assert not same_person("", "Jane Doe") and not same_person("Jane Doe", "")
 
 
 def test_worksheets_in_another_language_are_read_by_position(tmp_path):
     german = write(tmp_path / "bewertung.csv",
-                   '"ID","Vollständiger Name","E-Mail-Adresse","Status","Bewertung"\n'
-                   '"Teilnehmer/in 501","Jörg Groß",JG@uni.example,"Zur Bewertung abgegeben",\n')
+                   '"ID","Vollständiger Name","E-Mail-Adresse","Status","Bewertung","Bestwertung","Änderbar"\n'
+                   '"Teilnehmer/in 501","Jörg Groß",JG@uni.example,"Zur Bewertung abgegeben",,"10,00",Ja\n')
     sheet = read_worksheet(german)
     assert sheet.participants["501"].student == "jg" and sheet.participants["501"].name == "Jörg Groß"
+    assert (sheet.header[sheet.grade], sheet.header[sheet.maximum]) == ("Bewertung", "Bestwertung")
+
+
+def test_spreadsheet_edits_are_read_as_moodle_would(tmp_path):
+    """Saved again by a spreadsheet: semicolons, blank rows, a quoted line break."""
+    sheet = read_worksheet(write(tmp_path / "sheet.csv",
+                                 'Identifier;Full name;Email address;Grade;Maximum Grade;Feedback comments\n'
+                                 'Participant 7;Ann Poe;ann@x.example;;10,00;"two\nlines"\n;;;;;\n'
+                                 'Participant 8;Bo Bee;bo@x.example;;10,00;\n'))
+    assert sheet.delimiter == ";" and sorted(sheet.participants) == ["7", "8"] and len(sheet.rows) == 2
+    with pytest.raises(WorksheetError, match="line 4: participant 7 is listed twice"):  # lines, not rows
+        read_worksheet(write(tmp_path / "twice.csv", 'Identifier,Full name,Email address,Feedback comments\n'
+                                                     'Participant 7,Ann Poe,a@x.example,"two\nlines"\n'
+                                                     'Participant 7,Ann Poe,a@x.example,\n'))
 
 
 @pytest.mark.parametrize("content, message", [
@@ -71,6 +88,8 @@ def test_worksheets_in_another_language_are_read_by_position(tmp_path):
     (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\xe9\xff", "not a readable CSV worksheet"),  # an .xlsx, say
     ('"Identifier","Full name","Email address"\n"Participant 1","A B",@x.example\n', "no student id can be made"),
     ('student,score\n', "no participants in it"),
+    ('"Identifier","Full name","Email address","Grade","grade"\n"Participant 1","A B",a@x.example,,\n',
+     "the column 'grade' appears twice"),
 ])
 def test_a_worksheet_that_cannot_name_students_is_refused_with_the_reason(tmp_path, content, message):
     with pytest.raises(WorksheetError, match=message):
@@ -99,6 +118,19 @@ def test_collect_names_moodle_students_by_email_and_keeps_the_participant_number
         "Sue Shy_12349_assignsubmission_file_/tiny.ipynb: participant 12349 has no email address in the "
         "worksheet moodle_worksheet.csv; not imported",
     ]
+
+
+def test_a_file_named_like_a_moodle_folder_does_not_change_whose_it_is(course, tmp_path):
+    """Moodle names the outer folder; the student names what is inside it."""
+    lms = make_zip(tmp_path / "moodle.zip", {
+        "Jane Doe_12345_assignsubmission_file_/tiny.ipynb": (version(1), DATE),
+        "Ann Poe_12347_assignsubmission_file_/_12345_assignsubmission_file_tiny-9.ipynb": (version(2), DATE),
+    })
+    for sheet, jane, ann in ((read_worksheet(WORKSHEET), "jane.doe", "ann.poe"), (None, "12345", "12347")):
+        report = collect(course, lms, "tiny", sheet)
+        assert sorted((s.student, s.lms_id) for s in report.submissions) == sorted([(ann, "12347"), (jane, "12345")])
+        assert report.problems == [] and report.set_aside == []
+        assert (course.submitted / jane / "tiny" / "tiny.ipynb").read_bytes() == version(1)
 
 
 def test_collect_refuses_the_worksheet_of_another_assignment(course, tmp_path):
@@ -131,13 +163,15 @@ def read_sheet(path: Path) -> list[dict[str, str]]:
 
 def test_export_fills_in_the_grades_of_submissions_graded_in_full(course):
     for student, number, score in (("jane.doe", "12345", 2.0), ("jroe", "12346", 0.0), ("ann.poe", "12347", 2.0),
-                                   ("kim", "", 2.0), ("gone", "12360", 2.0)):
+                                   ("kim", "", 2.0), ("gone", "12360", 2.0),
+                                   ("mallory", "012345", 2.0),  # a planted lms_id.txt: Jane's number
+                                   ("12346", "12346", 2.0)):  # jroe collected once without the worksheet
         graded(course, student, score)
         if number:
             collected(course, student, number)
-    for student in ("jane.doe", "jroe", "kim", "gone"):
+    for student in ("jane.doe", "jroe", "kim", "gone", "mallory", "12346"):
         grade_written_answer(course, student, 1.0)  # ann.poe's written answer is not graded yet
-    for student in ("jane.doe", "ann.poe"):  # feedback pages: jroe's not written yet
+    for student in ("jane.doe", "ann.poe", "mallory"):  # feedback pages: jroe's not written yet
         page = course.feedback / student / "tiny" / "feedback.html"
         page.parent.mkdir(parents=True)
         page.write_text(f"<p>{student}</p>")
@@ -155,9 +189,12 @@ def test_export_fills_in_the_grades_of_submissions_graded_in_full(course):
     assert filled == 2
     assert notes == [
         "grades scaled to Moodle's maximum grade 100 (the assignment's maximum: 6)",
-        "left blank for your review: ann.poe (1 point not graded yet)",
+        "one participant number, several students: participant 12346 (jroe, 12346: kept jroe)",
+        "another student's participant number in this worksheet; left blank: mallory (participant 12345 is "
+        "jane.doe there)",
         "not in the worksheet: gone (participant 12360)",
         "no participant number (not collected from a Moodle download): kim",
+        "left blank for your review: ann.poe (1 point not graded yet)",
         "no feedback page (run feedback tiny): jroe",
     ]
     # Moodle reads "<name>_<participant>_assignfeedback_file_<file>": only graded students' pages.
@@ -166,13 +203,38 @@ def test_export_fills_in_the_grades_of_submissions_graded_in_full(course):
         assert archive.read(archive.namelist()[0]) == b"<p>jane.doe</p>"
 
 
-def test_export_refuses_the_worksheet_of_another_assignment(course, tmp_path):
+@pytest.mark.parametrize("number, why", [
+    ("99001", "not in the worksheet"),  # Moodle's numbers are unique across assignments: the usual case
+    ("12346", "listed as another student"),
+])
+def test_export_refuses_the_worksheet_of_another_assignment(course, number, why):
     graded(course, "jane.doe", 2.0)
-    collected(course, "jane.doe", "12346")  # in this worksheet, 12346 is jroe
-    with pytest.raises(WorksheetError, match=r"not the worksheet these students were collected with: "
-                                             r"jane.doe \(participant 12346 is jroe there\); nothing written"):
+    collected(course, "jane.doe", number)
+    with pytest.raises(WorksheetError, match=r"moodle_worksheet.csv is not the worksheet of these submissions: none "
+                                             r"of their 1 participant numbers .* nothing written"):
         moodle_files(course, "tiny", read_worksheet(WORKSHEET))
     assert not (course.exports / "tiny-moodle.csv").exists()
+
+
+def test_grades_are_written_as_moodle_reads_them(course, tmp_path):
+    sheet = write(tmp_path / "sheet.csv", "Identifier,Full name,Email address,Grade,Maximum Grade\n"
+                                          "Participant 1,A A,a@x.example,,\"10,00\"\n"  # a comma for decimals
+                                          "Participant 2,B B,b@x.example,50.00,100.00\n"  # graded in Moodle before
+                                          "Participant 3,C C,c@x.example,,none\n"
+                                          "Participant 4,D D,d@x.example,,6\n")
+    for student, number, written in (("a", "1", 1.0), ("b", "2", 1.0), ("c", "3", 1.0), ("d", "4", 2.0)):
+        graded(course, student, 2.0)
+        collected(course, student, number)
+        grade_written_answer(course, student, written)  # d: 2 of 1 point, extra credit given by hand
+    moodle = moodle_files(course, "tiny", read_worksheet(sheet))
+    assert [r["Grade"] for r in read_sheet(moodle.worksheet)] == ["10,00", "100.00", "", "7.00"]
+    assert moodle.notes == [
+        "grades scaled to Moodle's maximum grade 10, 100 (the assignment's maximum: 6)",
+        "left blank, Moodle's maximum grade unreadable: c ('none')",
+        "above Moodle's maximum grade, which its upload skips: d",
+        "replaced a grade already in the worksheet: b (was 50.00)",
+        "no feedback page (run feedback tiny): a, b, d",
+    ]
 
 
 def test_flagged_and_ungraded_submissions_are_held_back(course):
