@@ -128,22 +128,32 @@ def due_time(text: str) -> datetime:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from autograder.export import export, moodle_files
+    from autograder.canvas import read_gradebook
+    from autograder.export import canvas_file, export, moodle_files
     from autograder.worksheet import read_worksheet
 
     course = _course(args)
-    worksheet = read_worksheet(Path(args.worksheet)) if args.worksheet else None  # a bad file: before any work
+    if args.canvas_column and not args.canvas_gradebook:
+        raise ValueError("--canvas-column names a column of the file given with --canvas-gradebook")
+    # A file that cannot be read is an error before any work.
+    worksheet = read_worksheet(Path(args.worksheet)) if args.worksheet else None
+    gradebook = read_gradebook(Path(args.canvas_gradebook)) if args.canvas_gradebook else None
     csv_path, report = export(course, args.assignment, args.due)
     if args.due is not None:
         print(f"due {args.due.isoformat(sep=' ', timespec='minutes')}: hours late are in the CSV's hours_late column")
     print(f"grades: {csv_path}\nreport: {report}")
+    uploads = []
     if worksheet is not None:
-        moodle = moodle_files(course, args.assignment, worksheet)
-        print(f"Moodle worksheet: {moodle.worksheet} ({moodle.filled} grade{'' if moodle.filled == 1 else 's'} "
-              "filled in; upload it with \"Upload grading worksheet\")")
-        if moodle.feedback_zip:
-            print(f"Moodle feedback: {moodle.feedback_zip} (upload it with \"Upload multiple feedback files in a zip\")")
-        for note in moodle.notes:
+        uploads.append(("Moodle worksheet", "Upload grading worksheet", moodle_files(course, args.assignment, worksheet)))
+    if gradebook is not None:
+        uploads.append(("Canvas gradebook", "Grades, Import",
+                        canvas_file(course, args.assignment, gradebook, args.canvas_column)))
+    for what, how, files in uploads:
+        print(f"{what}: {files.grades} ({files.filled} grade{'' if files.filled == 1 else 's'} filled in; "
+              f"upload it with \"{how}\")")
+        if files.feedback_zip:
+            print(f"Moodle feedback: {files.feedback_zip} (upload it with \"Upload multiple feedback files in a zip\")")
+        for note in files.notes:
             print(f"  {note}")
     return 0
 
@@ -216,6 +226,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--worksheet", metavar="CSV",
                    help="the assignment's Moodle grading worksheet: also write it with the grades filled in "
                         "(exports/<assignment>-moodle.csv) and the feedback pages in a zip, for Moodle's uploads")
+    s.add_argument("--canvas-gradebook", metavar="CSV",
+                   help="a Canvas gradebook export: also write the assignment's column filled in by Canvas user id "
+                        "(exports/<assignment>-canvas.csv) for Canvas's grade import")
+    s.add_argument("--canvas-column", metavar="NAME",
+                   help="the assignment's column in the Canvas gradebook, e.g. 'Softmax regression (8812)' "
+                        "(default: the one whose name contains the assignment's)")
     s.set_defaults(func=cmd_export)
     return p
 

@@ -1,4 +1,4 @@
-"""``export``: a CSV of grades and a report with plots; Moodle's grading worksheet filled in.
+"""``export``: a CSV of grades and a report with plots; the LMS's own grade files filled in.
 
 Scores are read from the gradebook, so an instructor's manual grades (and overrides of
 automatic ones) are what gets exported. Each row also says when the submission was made
@@ -22,6 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from nbgrader.api import Gradebook, MissingEntry  # noqa: E402
 
+from autograder.canvas import Gradebook as CanvasGradebook  # noqa: E402
+from autograder.canvas import assignment_column, write_gradebook  # noqa: E402
 from autograder.collect import collected_lms_id, lms_marked_late, submission_time  # noqa: E402
 from autograder.config import Course, ensure_tools_on_path  # noqa: E402
 from autograder.gradebook import students_with_grades  # noqa: E402
@@ -132,8 +134,8 @@ def _lateness(row: Row, due: datetime | None) -> str:
     return ", ".join(said + (["marked late by the LMS"] if row.lms_late else []))
 
 
-def _worksheet_grades(rows: list[Row], points: dict[str, float]) -> list[Grade]:
-    """What goes back to Moodle: totals of submissions graded in full without a flag."""
+def _upload_grades(rows: list[Row], points: dict[str, float]) -> list[Grade]:
+    """What goes back to the LMS: totals of submissions graded in full without a flag."""
     grades = []
     for row in rows:
         pending = sum(p for gid, p in points.items() if row.scores[gid] is None)
@@ -144,25 +146,29 @@ def _worksheet_grades(rows: list[Row], points: dict[str, float]) -> list[Grade]:
 
 
 @dataclass
-class MoodleFiles:
-    """What ``export --worksheet`` writes for Moodle's uploads, and what to know about it."""
+class LmsFiles:
+    """What ``export --worksheet`` or ``--canvas-gradebook`` writes for the LMS's uploads."""
 
-    worksheet: Path  # the grading worksheet with grades filled in
-    feedback_zip: Path | None  # the feedback pages of those students (None: no page written yet)
+    grades: Path  # the LMS's own file with this assignment's grades filled in
+    feedback_zip: Path | None  # Moodle: the same students' feedback pages (None: none written yet)
     filled: int  # grades filled in
     notes: list[str]
 
 
-def moodle_files(course: Course, name: str, worksheet: Worksheet) -> MoodleFiles:
+def _lms_grades(course: Course, name: str) -> tuple[Assignment, list[Grade]]:
+    assignment = load_assignment(course, name)
+    points = {c.grade_id: c.points for c in assignment.graded_cells}
+    return assignment, _upload_grades(final_scores(course, assignment), points)
+
+
+def moodle_files(course: Course, name: str, worksheet: Worksheet) -> LmsFiles:
     """Write ``exports/<name>-moodle.csv`` (``worksheet`` with the Grade column filled in) and
     ``exports/<name>-moodle-feedback.zip`` (the feedback pages of the same students).
 
     A grade is filled in only where the submission was graded in full and not flagged; the
     others are left blank and named (:func:`autograder.worksheet.write_grades`).
     """
-    assignment = load_assignment(course, name)
-    points = {c.grade_id: c.points for c in assignment.graded_cells}
-    grades = _worksheet_grades(final_scores(course, assignment), points)
+    assignment, grades = _lms_grades(course, name)
     sheet = course.exports / f"{name}-moodle.csv"
     filled, notes = write_grades(worksheet, grades, assignment.max_score, sheet)
     pages = {g.number: page for g in filled if (page := course.feedback / g.student / name / "feedback.html").is_file()}
@@ -173,7 +179,17 @@ def moodle_files(course: Course, name: str, worksheet: Worksheet) -> MoodleFiles
     feedback_zip.unlink(missing_ok=True)  # never a stale zip beside a new worksheet
     if pages:
         write_feedback_zip(pages, feedback_zip)
-    return MoodleFiles(sheet, feedback_zip if pages else None, len(filled), notes)
+    return LmsFiles(sheet, feedback_zip if pages else None, len(filled), notes)
+
+
+def canvas_file(course: Course, name: str, gradebook: CanvasGradebook, column: str | None = None) -> LmsFiles:
+    """Write ``exports/<name>-canvas.csv``: the assignment's column of a Canvas gradebook export
+    filled in by Canvas user id (:func:`autograder.canvas.write_gradebook`), for its import."""
+    assignment, grades = _lms_grades(course, name)
+    out = course.exports / f"{name}-canvas.csv"
+    filled, notes = write_gradebook(gradebook, assignment_column(gradebook, name, column), grades,
+                                    assignment.max_score, out)
+    return LmsFiles(out, None, len(filled), notes)
 
 
 def export(course: Course, name: str, due: datetime | None = None) -> tuple[Path, Path]:

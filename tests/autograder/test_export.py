@@ -9,25 +9,7 @@ import pytest
 
 from autograder.cli import due_time
 from autograder.export import export
-from autograder.gradebook import GradebookWriter
-from autograder.records import CheckResult
-from autograder.release import release
-from autograder.results import CellScore, SubmissionResult
-from autograder.source import load_assignment
-
-
-def graded(course, student: str, score: float, in_gradebook: bool = True) -> SubmissionResult:
-    result = SubmissionResult(student, "tiny", "graded", cells=[
-        CellScore("test_double", "auto", 2.0, score, [CheckResult("double/3", score > 0)]),
-        CellScore("test_mean", "auto", 3.0, 3.0, [CheckResult("mean", True)]),
-        CellScore("q_mean", "manual", 1.0, None),
-    ])
-    result.save(course.autograded / student / "tiny" / "result.json")
-    if in_gradebook:
-        release(course, "tiny")
-        with GradebookWriter(course) as gb:
-            gb.record(load_assignment(course, "tiny"), result)
-    return result
+from tests.autograder.conftest import graded
 
 
 def read_rows(csv_path) -> dict[str, dict[str, str]]:

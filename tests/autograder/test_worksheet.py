@@ -7,15 +7,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from nbgrader.api import Gradebook
 
 from autograder import cli
 from autograder.collect import collect
 from autograder.export import moodle_files
 from autograder.worksheet import WorksheetError, read_worksheet, same_person
-from tests.autograder.conftest import FIXTURES
+from tests.autograder.conftest import FIXTURES, collected, grade_written_answer, graded
 from tests.autograder.test_collect import make_zip, version
-from tests.autograder.test_export import graded
 
 WORKSHEET = FIXTURES / "moodle_worksheet.csv"  # as Moodle writes it: UTF-8 with a BOM, quoted
 DATE = (2024, 3, 1, 10, 0, 0)
@@ -142,20 +140,6 @@ def test_collect_refuses_the_worksheet_of_another_assignment(course, tmp_path):
                                "worksheet of another assignment?); not imported"]
 
 
-def collected(course, student: str, number: str) -> None:
-    folder = course.submitted / student / "tiny"
-    folder.mkdir(parents=True)
-    (folder / "tiny.ipynb").write_text("{}")
-    (folder / "lms_id.txt").write_text(number)
-
-
-def grade_written_answer(course, student: str, score: float) -> None:
-    with Gradebook(course.db_url, "dl-course") as gb:
-        grade = gb.find_grade("q_mean", "tiny", "tiny", student)
-        grade.manual_score, grade.needs_manual_grade = score, False  # as nbgrader's formgrader saves it
-        gb.db.commit()
-
-
 def read_sheet(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         return list(csv.DictReader(f))
@@ -176,7 +160,7 @@ def test_export_fills_in_the_grades_of_submissions_graded_in_full(course):
         page.parent.mkdir(parents=True)
         page.write_text(f"<p>{student}</p>")
     moodle = moodle_files(course, "tiny", read_worksheet(WORKSHEET))
-    path, filled, notes = moodle.worksheet, moodle.filled, moodle.notes
+    path, filled, notes = moodle.grades, moodle.filled, moodle.notes
 
     assert path == course.exports / "tiny-moodle.csv" and path.read_bytes().startswith(b"\xef\xbb\xbf")
     rows = read_sheet(path)
@@ -227,7 +211,7 @@ def test_grades_are_written_as_moodle_reads_them(course, tmp_path):
         collected(course, student, number)
         grade_written_answer(course, student, written)  # d: 2 of 1 point, extra credit given by hand
     moodle = moodle_files(course, "tiny", read_worksheet(sheet))
-    assert [r["Grade"] for r in read_sheet(moodle.worksheet)] == ["10,00", "100.00", "", "7.00"]
+    assert [r["Grade"] for r in read_sheet(moodle.grades)] == ["10,00", "100.00", "", "7.00"]
     assert moodle.notes == [
         "grades scaled to Moodle's maximum grade 10, 100 (the assignment's maximum: 6)",
         "left blank, Moodle's maximum grade unreadable: c ('none')",

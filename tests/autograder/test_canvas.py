@@ -1,0 +1,82 @@
+"""Canvas's gradebook export filled in by Canvas user id, for its grade import."""
+
+import csv
+import shutil
+
+import pytest
+
+from autograder import cli
+from autograder.canvas import assignment_column, read_gradebook
+from autograder.export import canvas_file
+from autograder.worksheet import WorksheetError
+from tests.autograder.conftest import FIXTURES, collected, grade_written_answer, graded
+
+GRADEBOOK = FIXTURES / "canvas_gradebook.csv"  # as Canvas exports it: a BOM, the points possible row
+
+
+def read_rows(path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return list(csv.reader(f))
+
+
+def test_the_assignments_column_is_found_by_name_or_named(tmp_path):
+    gradebook = read_gradebook(GRADEBOOK)
+    assert assignment_column(gradebook, "tiny") == "Tiny exercise (8812)"
+    assert assignment_column(gradebook, "tiny", "RNNs (8813)") == "RNNs (8813)"
+    with pytest.raises(WorksheetError, match=r"which column of canvas_gradebook.csv is 'softmax'\? none does "
+                                             r"\(assignment columns: Tiny exercise \(8812\), RNNs \(8813\)\)"):
+        assignment_column(gradebook, "softmax")
+    with pytest.raises(WorksheetError, match="has no column 'Tiny'"):
+        assignment_column(gradebook, "tiny", "Tiny")
+    two = tmp_path / "two.csv"
+    two.write_text("Student,ID,Tiny exercise (1),Tiny bonus (2)\nA,1,,\n")
+    with pytest.raises(WorksheetError, match=r"several do \(Tiny exercise \(1\), Tiny bonus \(2\)\): name it with "
+                                             "--canvas-column"):
+        assignment_column(read_gradebook(two), "tiny")
+    with pytest.raises(WorksheetError, match="not a Canvas gradebook export"):
+        read_gradebook(FIXTURES / "moodle_worksheet.csv")
+
+
+def test_grades_go_back_by_canvas_user_id(course):
+    for student, canvas_id, score in (("doejane", "1234", 2.0), ("roejohn", "1235", 0.0), ("poeann", "1236", 2.0),
+                                      ("mallory", "01234", 2.0),  # a planted lms_id.txt: Jane's id
+                                      ("kim", "", 2.0), ("gone", "1400", 2.0)):
+        graded(course, student, score)
+        if canvas_id:
+            collected(course, student, canvas_id)
+    for student in ("doejane", "roejohn", "mallory", "kim", "gone"):
+        grade_written_answer(course, student, 1.0)  # poeann's written answer is not graded yet
+    files = canvas_file(course, "tiny", read_gradebook(GRADEBOOK))
+
+    assert files.grades == course.exports / "tiny-canvas.csv" and files.filled == 2
+    assert read_rows(files.grades) == [  # only the columns Canvas matches students by, and this assignment's
+        ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Tiny exercise (8812)"],
+        ["    Points Possible", "", "", "", "", "10.00"],
+        ["Doe, Jane", "1234", "s001", "jdoe", "DL 2026", "10.00"],  # 6 of 6 points
+        ["Roe, John", "1235", "s002", "jroe", "DL 2026", "6.67"],  # 4 of 6
+        ["Poe, Ann", "1236", "s003", "apoe", "DL 2026", ""],
+        ["Student, Test", "1299", "", "", "DL 2026", ""],
+    ]
+    assert files.notes == [
+        "grades scaled to Canvas's 10 points possible (the assignment's maximum: 6)",
+        "one Canvas id, several students: 1234 (doejane, mallory: kept doejane)",
+        "not in the gradebook: gone (1400)",
+        "no Canvas user id (not collected from a Canvas download): kim",
+        "left blank for your review: poeann (1 point not graded yet)",
+        "replaced a grade already in the gradebook: roejohn (was 4.00)",
+    ]
+
+
+def test_the_export_command_writes_the_canvas_file(course, tmp_path, capsys):
+    graded(course, "doejane", 2.0)
+    collected(course, "doejane", "1234")
+    grade_written_answer(course, "doejane", 1.0)
+    gradebook = shutil.copyfile(GRADEBOOK, tmp_path / "grades.csv")
+    root = ["--course", str(course.root), "export", "tiny"]
+    assert cli.main([*root, "--canvas-gradebook", str(gradebook)]) == 0
+    out = capsys.readouterr().out
+    assert f"Canvas gradebook: {course.exports / 'tiny-canvas.csv'} (1 grade filled in; upload it with " in out
+    assert cli.main([*root, "--canvas-gradebook", str(gradebook), "--canvas-column", "Tiny"]) == 2
+    assert "has no column 'Tiny'" in capsys.readouterr().err
+    assert cli.main([*root, "--canvas-column", "Tiny exercise (8812)"]) == 2
+    assert "--canvas-column names a column of the file given with --canvas-gradebook" in capsys.readouterr().err
