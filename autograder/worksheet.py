@@ -12,8 +12,8 @@ and the feedback pages in a zip for "Upload multiple feedback files in a zip".
 
 Columns are found by Moodle's English names; in another language the first column is taken
 as the identifier, the second as the full name, the column of email addresses as the email,
-and the first two adjacent columns of numbers after it (the second never empty) as the
-grade and the maximum grade. Identities hidden by anonymous submissions cannot be mapped
+and the first two adjacent columns of numbers after it (the second one number for all) as
+the grade and the maximum grade. Identities hidden by anonymous submissions cannot be mapped
 (the worksheet shows no email addresses until they are revealed), so they are refused.
 Group submissions (one folder per group) are not supported.
 """
@@ -116,14 +116,16 @@ def _cell(row: list[str], index: int | None) -> str:
 
 def _grade_columns(header: list[str], rows: list[list[str]], after: int) -> tuple[int | None, int | None]:
     """The Grade and Maximum Grade columns: by name, else the first adjacent pair of number
-    columns after ``after`` whose second is never empty."""
+    columns after ``after`` whose second holds one number for everyone (an assignment has one
+    maximum grade; phone numbers and ids differ)."""
     names = [h.strip().casefold() for h in header]
     if "grade" in names:
         grade = names.index("grade")
         return grade, names.index("maximum grade") if "maximum grade" in names else None
     for i in range(after + 1, len(header) - 1):
         grades, maxima = [_cell(r, i).strip() for r in rows], [_cell(r, i + 1).strip() for r in rows]
-        if all(g == "" or _float(g) is not None for g in grades) and all(_float(m) is not None for m in maxima):
+        if (all(g == "" or _float(g) is not None for g in grades) and all(_float(m) is not None for m in maxima)
+                and len(set(maxima)) == 1):
             return i, i + 1
     return None, None
 

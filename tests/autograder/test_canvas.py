@@ -29,22 +29,30 @@ def test_the_assignments_column_is_found_by_name_or_named(tmp_path):
     with pytest.raises(WorksheetError, match="has no column 'Tiny'"):
         assignment_column(gradebook, "tiny", "Tiny")
     two = tmp_path / "two.csv"
-    two.write_text("Student,ID,Tiny exercise (1),Tiny bonus (2)\nA,1,,\n")
+    two.write_text("Student,ID,Section,Tiny exercise (1),Tiny bonus (2),HW1 (3),HW10 (4),Film review (5)\nA,1,S,,\n")
     with pytest.raises(WorksheetError, match=r"several do \(Tiny exercise \(1\), Tiny bonus \(2\)\): name it with "
                                              "--canvas-column"):
         assignment_column(read_gradebook(two), "tiny")
+    assert assignment_column(read_gradebook(two), "hw1") == "HW1 (3)"  # the same name before one containing it
+    with pytest.raises(WorksheetError, match="none does"):
+        assignment_column(read_gradebook(two), "lm")  # letters inside a word are not its name
     with pytest.raises(WorksheetError, match="not a Canvas gradebook export"):
         read_gradebook(FIXTURES / "moodle_worksheet.csv")
+    no_section = tmp_path / "no_section.csv"
+    no_section.write_text("Student,ID,Tiny exercise (1)\nA,1,\n")
+    with pytest.raises(WorksheetError, match="no Section column, which Canvas's import needs"):
+        read_gradebook(no_section)
 
 
 def test_grades_go_back_by_canvas_user_id(course):
     for student, canvas_id, score in (("doejane", "1234", 2.0), ("roejohn", "1235", 0.0), ("poeann", "1236", 2.0),
                                       ("mallory", "01234", 2.0),  # a planted lms_id.txt: Jane's id
+                                      ("trudy", "1299", 2.0),  # the id of someone who did not submit
                                       ("kim", "", 2.0), ("gone", "1400", 2.0)):
         graded(course, student, score)
         if canvas_id:
             collected(course, student, canvas_id)
-    for student in ("doejane", "roejohn", "mallory", "kim", "gone"):
+    for student in ("doejane", "roejohn", "mallory", "trudy", "kim", "gone"):
         grade_written_answer(course, student, 1.0)  # poeann's written answer is not graded yet
     files = canvas_file(course, "tiny", read_gradebook(GRADEBOOK))
 
@@ -58,13 +66,32 @@ def test_grades_go_back_by_canvas_user_id(course):
         ["Student, Test", "1299", "", "", "DL 2026", ""],
     ]
     assert files.notes == [
+        "the assignment's column: Tiny exercise (8812)",
         "grades scaled to Canvas's 10 points possible (the assignment's maximum: 6)",
-        "one Canvas id, several students: 1234 (doejane, mallory: kept doejane)",
+        "another student's Canvas id, or a name Canvas does not give it; left blank: mallory (id 1234 is "
+        "'Doe, Jane'), trudy (id 1299 is 'Student, Test')",
         "not in the gradebook: gone (1400)",
         "no Canvas user id (not collected from a Canvas download): kim",
         "left blank for your review: poeann (1 point not graded yet)",
         "replaced a grade already in the gradebook: roejohn (was 4.00)",
     ]
+
+
+def test_exports_saved_with_semicolons_and_students_in_two_sections(course, tmp_path):
+    """A spreadsheet in a decimal-comma language saves semicolons; a student in two sections has
+    two rows; Canvas drops accents from the names in its file names."""
+    gradebook = tmp_path / "grades.csv"
+    gradebook.write_text("Student;ID;SIS User ID;SIS Login ID;Section;Tiny exercise (8812)\n"
+                         "    Points Possible;;;;;10,00\n"
+                         "Groß, Jörg;77;;;Lecture;\nGroß, Jörg;77;;;Lab;\n", encoding="utf-8")
+    graded(course, "grojrg", 2.0)
+    collected(course, "grojrg", "77")
+    grade_written_answer(course, "grojrg", 1.0)
+    files = canvas_file(course, "tiny", read_gradebook(gradebook))
+    assert files.grades.read_text(encoding="utf-8").splitlines() == [
+        "Student;ID;SIS User ID;SIS Login ID;Section;Tiny exercise (8812)", "    Points Possible;;;;;10,00",
+        "Groß, Jörg;77;;;Lecture;10,00", "Groß, Jörg;77;;;Lab;10,00"]
+    assert files.filled == 1
 
 
 def test_the_export_command_writes_the_canvas_file(course, tmp_path, capsys):

@@ -58,6 +58,12 @@ def test_worksheets_in_another_language_are_read_by_position(tmp_path):
     sheet = read_worksheet(german)
     assert sheet.participants["501"].student == "jg" and sheet.participants["501"].name == "Jörg Groß"
     assert (sheet.header[sheet.grade], sheet.header[sheet.maximum]) == ("Bewertung", "Bestwertung")
+    with_phones = write(tmp_path / "telefon.csv",  # identity fields that are numbers too
+                        '"ID","Vollständiger Name","E-Mail-Adresse","Telefon","Mobil","Status","Bewertung",'
+                        '"Bestwertung"\n"Teilnehmer/in 501","A B",a@x.example,0301234,0170111,"abgegeben",,"10,00"\n'
+                        '"Teilnehmer/in 502","C D",c@x.example,0305678,0170222,"abgegeben",,"10,00"\n')
+    sheet = read_worksheet(with_phones)
+    assert (sheet.header[sheet.grade], sheet.header[sheet.maximum]) == ("Bewertung", "Bestwertung")
 
 
 def test_spreadsheet_edits_are_read_as_moodle_would(tmp_path):
