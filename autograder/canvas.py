@@ -19,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.worksheet import Grade, WorksheetError
+from autograder.worksheet import Grade, WorksheetError, add_notes
 
 IDENTITY_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Integration ID", "Section")
 ASSIGNMENT_COLUMN = re.compile(r"^(?P<name>.+) \((?P<id>\d+)\)$")  # "Softmax regression (8812)"
@@ -124,12 +124,10 @@ def _resolve(gradebook: Gradebook, grades: list[Grade], notes: list[str]) -> dic
             wrong.extend(f"{g.student} (id {key} is {canvas_name!r})" for g in claimants
                          if g not in named and f"{g.student} (id {key} is {canvas_name!r})" not in wrong)
     unnumbered = [g.student for g in grades if not _key(g.number)]
-    for label, items in (("several students with one Canvas id and name; left blank", shared),
-                         ("another student's Canvas id, or a name Canvas does not give it; left blank", wrong),
-                         ("not in the gradebook", missing),
-                         ("no Canvas user id (not collected from a Canvas download)", unnumbered)):
-        if items:
-            notes.append(f"{label}: {', '.join(items)}")
+    add_notes(notes, ("several students with one Canvas id and name; left blank", shared),
+              ("another student's Canvas id, or a name Canvas does not give it; left blank", wrong),
+              ("not in the gradebook", missing),
+              ("no Canvas user id (not collected from a Canvas download)", unnumbered))
     return resolved
 
 
@@ -165,11 +163,9 @@ def write_gradebook(gradebook: Gradebook, column: str, grades: list[Grade], max_
                 filled.append(grade)
         rows.append([row[k] for k in keep])
     held = sorted({f"{g.student} ({g.held_back})" for g in resolved.values() if g.total is None})
-    for label, items in (("left blank for your review", held),
-                         ("above the points possible, which Canvas accepts as extra credit", above),
-                         ("replaced a grade already in the gradebook", replaced)):
-        if items:
-            notes.append(f"{label}: {', '.join(items)}")
+    add_notes(notes, ("left blank for your review", held),
+              ("above the points possible, which Canvas accepts as extra credit", above),
+              ("replaced a grade already in the gradebook", replaced))
     if possible != max_score:
         notes.insert(1, f"grades scaled to Canvas's {possible:g} points possible "
                         f"(the assignment's maximum: {max_score:g})")

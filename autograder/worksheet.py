@@ -191,6 +191,11 @@ def read_worksheet(path: Path) -> Worksheet:
     return sheet
 
 
+def add_notes(notes: list[str], *labelled: tuple[str, list[str]]) -> None:
+    """Append ``"label: a, b"`` for each label that has items."""
+    notes.extend(f"{label}: {', '.join(items)}" for label, items in labelled if items)
+
+
 @dataclass(frozen=True)
 class Grade:
     """One student's grade as the export has it, for the worksheet."""
@@ -237,17 +242,13 @@ def _matched(worksheet: Worksheet, grades: list[Grade], notes: list[str]) -> dic
         raise WorksheetError(f"{worksheet.path.name} is not the worksheet of these submissions: none of their "
                              f"{len(claims)} participant numbers is a participant of it with that name (is it the "
                              "worksheet of another assignment?); nothing written")
-    for label, items in (("one participant number, several students", shared),
-                         ("another student's participant number in this worksheet; left blank", wrong),
-                         ("not in the worksheet", missing)):
-        if items:
-            notes.append(f"{label}: {', '.join(items)}")
-    odd = [g.student for g in grades if g.number and not g.number.isdigit()]
-    unnumbered = [g.student for g in grades if not g.number]
-    if odd:
-        notes.append(f"an LMS id that is not a participant number: {', '.join(odd)}")
-    if unnumbered:
-        notes.append(f"no participant number (not collected from a Moodle download): {', '.join(unnumbered)}")
+    add_notes(notes, ("one participant number, several students", shared),
+              ("another student's participant number in this worksheet; left blank", wrong),
+              ("not in the worksheet", missing),
+              ("an LMS id that is not a participant number", [g.student for g in grades
+                                                               if g.number and not g.number.isdigit()]),
+              ("no participant number (not collected from a Moodle download)", [g.student for g in grades
+                                                                                 if not g.number]))
     return matched
 
 
@@ -288,12 +289,10 @@ def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, ou
             filled.append(grade)
         rows.append(row)
     held = [f"{g.student} ({g.held_back})" for g in matched.values() if g.total is None]
-    for label, items in (("left blank for your review", held),
-                         ("left blank, Moodle's maximum grade unreadable", unreadable),
-                         ("above Moodle's maximum grade, which its upload skips", above),
-                         ("replaced a grade already in the worksheet", replaced)):
-        if items:
-            notes.append(f"{label}: {', '.join(items)}")
+    add_notes(notes, ("left blank for your review", held),
+              ("left blank, Moodle's maximum grade unreadable", unreadable),
+              ("above Moodle's maximum grade, which its upload skips", above),
+              ("replaced a grade already in the worksheet", replaced))
     if scales:
         notes.insert(0, f"grades scaled to Moodle's maximum grade {', '.join(sorted(scales))} "
                         f"(the assignment's maximum: {max_score:g})")
