@@ -231,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
                         "(exports/<assignment>-canvas.csv) for Canvas's grade import")
     s.add_argument("--canvas-column", metavar="NAME",
                    help="the assignment's column in the Canvas gradebook, e.g. 'Softmax regression (8812)' "
-                        "(default: the one whose name contains the assignment's)")
+                        "(default: the one named like the assignment, or with its name as a word)")
     s.set_defaults(func=cmd_export)
     return p
 
