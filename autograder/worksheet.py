@@ -198,7 +198,7 @@ def add_notes(notes: list[str], *labelled: tuple[str, list[str]]) -> None:
 
 @dataclass(frozen=True)
 class Grade:
-    """One student's grade as the export has it, for the worksheet."""
+    """One student's grade as the export has it, for an LMS's grade file (Moodle's or Canvas's)."""
 
     student: str
     number: str  # the participant number collect kept ("": not from a Moodle download)
@@ -210,10 +210,10 @@ def _matched(worksheet: Worksheet, grades: list[Grade], notes: list[str]) -> dic
     """The grades whose participant number is this worksheet's and names this student, by number.
 
     A student named by the worksheet must be the worksheet's participant of that number; one
-    named by the number itself cannot be checked. Two students with one number (a planted
-    ``lms_id.txt``, or a class collected both with and without the worksheet) get neither.
-    Refuses a worksheet where no number matches: numbers differ between assignments, so it
-    is another assignment's.
+    named by the number itself cannot be checked. Of several students with one number (a
+    planted ``lms_id.txt``, or a class collected both with and without the worksheet) the
+    worksheet's own person gets it, else none; all are named. Refuses a worksheet where no
+    number matches: numbers differ between assignments, so it is another assignment's.
     """
     listed = {worksheet.number(row) for row in worksheet.rows}
     claims: dict[str, list[Grade]] = {}
