@@ -196,7 +196,9 @@ class DaskWorkers:
 
         try:
             cores = self.client.run(cpu_count)  # {worker address: cores of its machine}
-        except Exception:  # noqa: BLE001 (a worker gone since the listing): one thread never oversubscribes
+        except Exception as exc:  # noqa: BLE001 (a worker gone since the listing): one thread never oversubscribes
+            print(f"warning: the Dask workers could not be asked for their cores ({type(exc).__name__}: {exc}); "
+                  "each notebook gets 1 thread", file=sys.stderr, flush=True)
             return 1
         hosts = {address: workers[address].get("host", address) for address in slots}
         per_host: dict[str, int] = {}

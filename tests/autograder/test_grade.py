@@ -354,7 +354,7 @@ class FakeCluster:
         return self.cores
 
 
-def test_each_job_gets_its_share_of_the_cores_of_the_machine_it_runs_on():
+def test_each_job_gets_its_share_of_the_cores_of_the_machine_it_runs_on(capsys):
     """The coordinator's own core count says nothing of the workers' machines."""
     workers = {  # a 32-core GPU box with two GPU workers, a 16-core box with one 4-thread worker
         "tcp://gpu:1": {"host": "gpu", "nthreads": 1, "resources": {"GPU": 1}},
@@ -367,6 +367,8 @@ def test_each_job_gets_its_share_of_the_cores_of_the_machine_it_runs_on():
     assert (on_cpus.capacity, on_cpus.threads) == (6, 4)  # 16 cores / 4 jobs; the GPU box: 32 / 2 = 16
     cluster.run = lambda function: (_ for _ in ()).throw(OSError("worker gone"))
     assert DaskWorkers(cluster, "cpu").threads == 1  # unknown: never oversubscribe
+    assert ("warning: the Dask workers could not be asked for their cores (OSError: worker gone); each notebook "
+            "gets 1 thread") in capsys.readouterr().err
 
 
 @pytest.mark.gpu
