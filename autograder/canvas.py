@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import csv
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.worksheet import Grade, WorksheetError, add_notes
+from autograder.worksheet import Grade, WorksheetError, add_notes, is_blank, letters, parse_number, read_csv
 
 IDENTITY_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Integration ID", "Section")
 ASSIGNMENT_COLUMN = re.compile(r"^(?P<name>.+) \((?P<id>\d+)\)$")  # "Softmax regression (8812)"
@@ -40,30 +39,18 @@ class Gradebook:
         return next((r for r in self.rows if r and r[0].strip() == POINTS_POSSIBLE), None)
 
 
-def _letters(text: str) -> str:
-    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
-
-
 def same_student(student: str, canvas_name: str) -> bool:
     """Whether ``student`` (a download's file-name prefix) is the prefix Canvas makes of the
     row's sortable name: letters and digits, or only their ASCII ones (accents dropped)."""
-    return bool(student) and (_letters(student) == _letters(canvas_name)
-                              or _letters(student) == re.sub(r"[^a-z0-9]", "", canvas_name.lower()))
+    return bool(student) and (letters(student) == letters(canvas_name)
+                              or letters(student) == re.sub(r"[^a-z0-9]", "", canvas_name.lower()))
 
 
 def read_gradebook(path: Path) -> Gradebook:
     """Read a Canvas gradebook export (CSV, UTF-8 with or without a BOM; commas or semicolons)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-        first = text.split("\n", 1)[0]
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-        lines = [row for row in csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
-                 if any(cell.strip() for cell in row)]
-    except FileNotFoundError:
-        raise WorksheetError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise WorksheetError(f"{path}: not a readable CSV gradebook ({exc})") from None
+    delimiter, all_lines = read_csv(path, "gradebook")
+    lines = [row for _, row in all_lines if not is_blank(row)]
     header = [h.strip() for h in lines[0]] if lines else []
     if "Student" not in header or "ID" not in header:
         raise WorksheetError(f"{path}: not a Canvas gradebook export (no Student and ID columns)")
@@ -83,7 +70,7 @@ def assignment_column(gradebook: Gradebook, assignment: str, chosen: str | None 
         return chosen
     names = {h: ASSIGNMENT_COLUMN.match(h)["name"] for h in columns}
     word = re.compile(rf"(?<![^\W_]){re.escape(assignment)}(?![^\W_])", re.IGNORECASE)
-    hits = [h for h in columns if _letters(names[h]) == _letters(assignment)] or [
+    hits = [h for h in columns if letters(names[h]) == letters(assignment)] or [
         h for h in columns if word.search(names[h])]
     if len(hits) != 1:
         found = f"several do ({', '.join(hits)})" if hits else f"none does (assignment columns: {', '.join(columns)})"
@@ -139,7 +126,7 @@ def write_gradebook(gradebook: Gradebook, column: str, grades: list[Grade], max_
     index = gradebook.column(column)
     points_row = gradebook.points_row()
     points = points_row[index].strip() if points_row and index < len(points_row) else ""
-    possible = _float(points)
+    possible = parse_number(points)
     if possible is None or possible <= 0 or max_score <= 0:
         raise WorksheetError(f"{gradebook.path.name}: no points possible for {column!r} (its 'Points Possible' row)")
     notes: list[str] = [f"the assignment's column: {column}"]
@@ -156,7 +143,7 @@ def write_gradebook(gradebook: Gradebook, column: str, grades: list[Grade], max_
                 text = text.replace(".", ",")
             if value > possible + 1e-9:
                 above.append(grade.student)
-            if row[index].strip() and _float(row[index]) != _float(text):
+            if row[index].strip() and parse_number(row[index]) != parse_number(text):
                 replaced.append(f"{grade.student} (was {row[index].strip()})")
             row[index] = text
             if grade not in filled:  # one student, two sections: two rows
@@ -175,10 +162,3 @@ def write_gradebook(gradebook: Gradebook, column: str, grades: list[Grade], max_
         writer.writerow([gradebook.header[k] for k in keep])
         writer.writerows(rows)
     return filled, notes
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text.strip().replace(",", "."))
-    except ValueError:
-        return None

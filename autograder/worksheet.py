@@ -82,7 +82,8 @@ def participant_number(text: str) -> str:
     return str(int(match.group(1))) if match else ""
 
 
-def _letters(name: str) -> str:
+def letters(name: str) -> str:
+    """The letters and digits of ``name``, case-folded after Unicode NFKC: what names are compared by."""
     return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
 
 
@@ -93,7 +94,7 @@ def same_person(download_name: str, worksheet_name: str) -> bool:
     zip unpacked on macOS decomposes accents, so letters and digits are compared after
     Unicode normalization; anonymous downloads say "Participant", which proves nothing.
     """
-    download, listed = _letters(download_name), _letters(worksheet_name)
+    download, listed = letters(download_name), letters(worksheet_name)
     return download == "participant" or bool(download) and download == listed
 
 
@@ -103,11 +104,32 @@ def _student_id(email: str) -> str:
     return re.sub(r"[^a-z0-9._-]", "-", local).lstrip("._-")
 
 
-def _float(text: str) -> float | None:
+def parse_number(text: str) -> float | None:
+    """``text`` as a number, with a decimal point or comma (the LMS writes its site's), else None."""
     try:
-        return float(text.strip().replace(",", "."))  # Moodle writes the site's decimal separator
+        return float(text.strip().replace(",", "."))
     except ValueError:
         return None
+
+
+def read_csv(path: Path, what: str) -> tuple[str, list[tuple[int, list[str]]]]:
+    """The delimiter of an LMS's CSV file (commas, or the semicolons spreadsheets save in some
+    languages) and each row, blank ones included, with the line it ends on; UTF-8 with or
+    without a BOM. ``what`` names the file in errors."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        first = text.split("\n", 1)[0]
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+        return delimiter, [(reader.line_num, row) for row in reader]
+    except FileNotFoundError:
+        raise WorksheetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise WorksheetError(f"{path}: not a readable CSV {what} ({exc})") from None
+
+
+def is_blank(row: list[str]) -> bool:
+    return not any(cell.strip() for cell in row)
 
 
 def _cell(row: list[str], index: int | None) -> str:
@@ -124,8 +146,8 @@ def _grade_columns(header: list[str], rows: list[list[str]], after: int) -> tupl
         return grade, names.index("maximum grade") if "maximum grade" in names else None
     for i in range(after + 1, len(header) - 1):
         grades, maxima = [_cell(r, i).strip() for r in rows], [_cell(r, i + 1).strip() for r in rows]
-        if (all(g == "" or _float(g) is not None for g in grades) and all(_float(m) is not None for m in maxima)
-                and len(set(maxima)) == 1):
+        if (all(g == "" or parse_number(g) is not None for g in grades)
+                and all(parse_number(m) is not None for m in maxima) and len(set(maxima)) == 1):
             return i, i + 1
     return None, None
 
@@ -134,17 +156,9 @@ def read_worksheet(path: Path) -> Worksheet:
     """Read a Moodle grading worksheet (CSV as Moodle writes it, UTF-8 with or without a BOM;
     also with semicolons, as spreadsheets save CSV in some languages)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-        first = text.split("\n", 1)[0]
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-        reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
-        header = next(reader, [])
-        lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except FileNotFoundError:
-        raise WorksheetError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise WorksheetError(f"{path}: not a readable CSV worksheet ({exc})") from None
+    delimiter, all_lines = read_csv(path, "worksheet")
+    header = all_lines[0][1] if all_lines else []
+    lines = [(line, row) for line, row in all_lines[1:] if not is_blank(row)]
     if len(header) < 2 or not lines:
         raise WorksheetError(f"{path}: not a Moodle grading worksheet (no participants in it)")
     names = [h.strip().casefold() for h in header]
@@ -252,7 +266,8 @@ def _matched(worksheet: Worksheet, grades: list[Grade], notes: list[str]) -> dic
     return matched
 
 
-def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, out: Path) -> tuple[list[Grade], list[str]]:
+def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float,
+                 out: Path) -> tuple[list[Grade], list[str]]:
     """Write ``worksheet`` to ``out`` with the Grade of each graded participant filled in.
 
     Returns the grades filled in and what the instructor should know. Points are scaled to
@@ -270,7 +285,7 @@ def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, ou
         grade = matched.get(worksheet.number(row))
         if grade is not None and grade.total is not None:
             maximum = _cell(row, worksheet.maximum).strip()
-            moodle_max = _float(maximum) if worksheet.maximum is not None else float(max_score)
+            moodle_max = parse_number(maximum) if worksheet.maximum is not None else float(max_score)
             if moodle_max is None or moodle_max <= 0 or max_score <= 0:
                 unreadable.append(f"{grade.student} ({maximum!r})")
                 rows.append(row)
@@ -283,7 +298,7 @@ def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float, ou
             text = f"{value:.2f}"
             if "," in maximum and "." not in maximum:
                 text = text.replace(".", ",")
-            if row[worksheet.grade].strip() and _float(row[worksheet.grade]) != _float(text):
+            if row[worksheet.grade].strip() and parse_number(row[worksheet.grade]) != parse_number(text):
                 replaced.append(f"{grade.student} (was {row[worksheet.grade].strip()})")
             row[worksheet.grade] = text
             filled.append(grade)
