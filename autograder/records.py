@@ -51,6 +51,11 @@ def _kind_text(value: dict[str, Any]) -> str:
     return said(value.get("kind"), KINDS, "value of an unknown kind")
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article: "an int", "a tensor"."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
 def _shape_text(shape: Any) -> str:
     ok = isinstance(shape, list) and all(type(d) is int for d in shape)
     return str(tuple(shape)) if ok else "(not a shape)"
@@ -98,7 +103,7 @@ def _measured(measure: str, arguments: Any, got: dict[str, Any], quote: bool) ->
     if not isinstance(arguments, dict):
         arguments = {}
     if got.get("kind") != "sequence" or not got.get("items"):
-        return f"expected a list of parameter tensors, got a {_kind_text(got)}"
+        return f"expected a list of parameter tensors, got {_a(_kind_text(got))}"
     try:
         return MEASURES[measure](_plain(got), **arguments)
     except MeasureError as exc:
@@ -117,11 +122,11 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
     kind, got_kind = ref.get("kind"), _kind_text(got)
     if got_kind == "unsupported":
         shown = said(got.get("type"), KNOWN_TYPES, "")
-        return f"expected a {kind}, got an object of {f'type {shown}' if shown else 'a class defined in the notebook'}" \
+        return f"expected {_a(kind)}, got an object of {f'type {shown}' if shown else 'a class defined in the notebook'}" \
                " that cannot be checked"
     if kind in ("tensor", "ndarray"):
         if got_kind != kind:
-            return f"expected a {kind}, got a {got_kind}"
+            return f"expected {_a(kind)}, got {_a(got_kind)}"
         if got.get("dtype") != ref.get("dtype"):
             return f"expected dtype {ref.get('dtype')}, got {said(got.get('dtype'), DTYPES, 'another dtype')}"
         if got.get("shape") != ref.get("shape"):
@@ -147,7 +152,7 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
         return ""
     if kind == "sequence":
         if got_kind != "sequence":
-            return f"expected a sequence, got a {got_kind}"
+            return f"expected a sequence, got {_a(got_kind)}"
         items, got_items = ref.get("items", []), got.get("items", [])
         if len(items) != len(got_items):
             return f"expected {len(items)} items, got {len(got_items) if quote else 'another number'}"
@@ -161,7 +166,7 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
     if kind in ("int", "float"):
         expected, actual = _number(ref), _number(got)
         if got_kind not in ("int", "float") or actual is None:
-            return f"expected a number, got a {got_kind}"
+            return f"expected a number, got {_a(got_kind)}"
         if expected is None:
             return "the expected value is not a number"
         if math.isnan(expected) or math.isnan(actual):
@@ -175,7 +180,7 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
             return ""
         if kind == "bool" and got_kind == "bool":  # the other of two values: the verdict says as much
             return f"expected {ref.get('value') is True}, got {ref.get('value') is not True}"
-        return f"expected a {kind}, got a {got_kind}" if got_kind != kind else "the value differs from the expected one"
+        return f"expected {_a(kind)}, got {_a(got_kind)}" if got_kind != kind else "the value differs from the expected one"
     return f"cannot compare values of kind {kind}"
 
 
@@ -274,7 +279,7 @@ def _judge(reference: dict[str, Any], student: list[dict[str, Any]], visible: bo
         else:
             value = _number(got)
         if value is None or math.isnan(value):
-            return CheckResult(name, False, f"expected a number, got a {_kind_text(got)}")
+            return CheckResult(name, False, f"expected a number, got {_a(_kind_text(got))}")
         shown = f"{value:.4g}" if messages or measure is not None else ""  # a measure is the grader's number
         got_text = f"got {shown}, " if shown else ""
         if at_least is not None and value < float(at_least):

@@ -104,3 +104,54 @@ def test_an_expect_record_from_a_student_run_is_ignored(course):
     double = next(c for c in scores if c.grade_id == "test_double")
     assert [(k.name, k.passed) for k in double.checks] == [("double/3", False)]
     assert "more than once" not in double.checks[0].message
+
+
+def built_tiny(course):
+    """tiny as the grader runs it (correct.ipynb's answers), and the position of each cell with an id."""
+    assignment = load_assignment(course, "tiny")
+    submission, _ = read_submission(SUBMISSIONS / "correct.ipynb", Limits())
+    built, _ = assemble(assignment, submission)
+    return assignment, built, {grade_id(c): i for i, c in enumerate(built.cells) if grade_id(c)}
+
+
+def test_a_test_cell_scores_its_share_of_the_checks_its_own_records_pass(course):
+    """Points split evenly over a cell's checks (rounded to 4 places); a record counts only
+    for the test cell that was running when it was made; nothing run scores 0."""
+    assignment, built, at = built_tiny(course)
+    six, seven = {"kind": "int", "value": 6}, {"kind": "int", "value": 7}
+    reference = Reference("tiny", "key", {
+        "test_double": [record("double/3", six), record("double/4", six), record("double/5", six)],
+        "test_mean": [record("mean/small", six), record("mean/unchanged", six), record("mean/float64", six)]})
+    student = [{**record("double/3", six), "cell": at["test_double"]},
+               {**record("double/4", seven), "cell": at["test_double"]},
+               {**record("double/5", seven), "cell": at["test_double"]},
+               {**record("mean/small", six), "cell": at["test_mean"]},
+               {**record("mean/unchanged", six), "cell": at["mean"]},  # forged from the answer cell
+               {**record("mean/float64", six), "cell": len(built.cells) + 3}]  # from no cell of the notebook
+    scores = score_cells(assignment, reference, ExecutionOutcome("ok", "", "", student, 1.0), built)
+    assert [(c.grade_id, c.kind, c.points, c.score) for c in scores] == [
+        ("test_double", "auto", 2.0, 0.6667), ("test_mean", "auto", 3.0, 1.0), ("q_mean", "manual", 1.0, None)]
+    mean = next(c for c in scores if c.grade_id == "test_mean")
+    assert [(k.name, k.passed) for k in mean.checks] == [("mean/small", True), ("mean/unchanged", False),
+                                                          ("mean/float64", False)]
+    nothing_ran = score_cells(assignment, reference, None, None)
+    assert [(c.grade_id, c.score, c.checks) for c in nothing_ran] == [
+        ("test_double", 0.0, []), ("test_mean", 0.0, []), ("q_mean", None, [])]
+
+
+def test_a_test_cell_with_hidden_tests_quotes_nothing_its_code_recorded_or_raised(course):
+    """The student's code called from the cell that holds the first hidden tests can read them
+    (they are in its frames): neither its records nor its error's class or message are
+    repeated, only the reference's value of a visible check."""
+    assignment, built, at = built_tiny(course)
+    built.cells[at["test_double"]].outputs = [
+        nbformat.v4.new_output("error", ename="HiddenInput", evalue="torch.randn(5, 3)", traceback=[])]
+    reference = Reference("tiny", "key", {"test_double": [record("double/3", {"kind": "int", "value": 6})],
+                                          "test_mean": [record("mean/small", {"kind": "int", "value": 6})]})
+    student = [{**record("double/3", {"kind": "int", "value": 12345}), "cell": at["test_double"]}]
+    scores = score_cells(assignment, reference, ExecutionOutcome("ok", "", "", student, 1.0), built)
+    double = next(c for c in scores if c.grade_id == "test_double")
+    assert double.checks[0].message == "the value differs from the expected one; expected 6"
+    assert double.error == ("an exception of a class defined in the notebook (its message is not shown: it was "
+                            "raised after hidden tests had run, so your code could have copied them into it; "
+                            "`validate` shows it)")

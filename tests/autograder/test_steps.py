@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -17,7 +18,7 @@ from autograder.checks import ENV_VAR, RECORDS_FILE, check
 from autograder.config import Limits
 from autograder.execute import TamperedFileError, read_job_file
 from autograder.load import SubmissionError, read_submission
-from autograder.records import compare
+from autograder.records import CheckResult, compare
 from autograder.release import release
 from autograder.sandbox import Cgroup
 from autograder.source import SourceError, load_assignment
@@ -132,7 +133,49 @@ def test_compare_tensors():
     assert "shape" in compare(ref(expected), [{"value": tensor(np.array([[1.0, 2.0]], dtype=np.float32))}]).message
     assert "on cpu, got one on cuda" in compare(ref(expected), [{"value": tensor(np.array([1.0, 2.0], dtype=np.float32), device="cuda")}]).message
     assert "NaN" in compare(ref(expected), [{"value": tensor(np.array([1.0, np.nan], dtype=np.float32))}]).message
-    assert "differ" in compare(ref(expected), [{"value": tensor(np.array([1.0, 3.0], dtype=np.float32))}]).message
+    assert compare(ref(expected), [{"value": tensor(np.array([1.0, 3.0], dtype=np.float32))}]).message == (
+        "values differ from the expected ones (largest difference 1; tolerance rtol=0.0001, atol=1e-06)")
+
+
+def test_compare_integer_tensors_exactly_and_arrays_as_they_are_not_as_declared():
+    labels = ref(tensor(np.array([1, 2, 3])))
+    assert compare(labels, [{"value": tensor(np.array([1, 2, 3]))}]) == CheckResult("x", True, "")
+    assert compare(labels, [{"value": tensor(np.array([1, 2, 4]))}]) == CheckResult(
+        "x", False, "values differ from the expected ones")
+    assert not compare(ref(tensor(np.array([True, False]))), [{"value": tensor(np.array([True, True]))}]).passed
+    declared = {**tensor(np.array([1, 2, 3, 4])), "shape": [3]}  # a forged record: its header says (3,)
+    assert compare(labels, [{"value": declared}]) == CheckResult(
+        "x", False, "the recorded array does not match its declared shape")
+
+
+def test_compare_infinities_nans_and_values_of_another_kind():
+    inf = ref(tensor(np.array([1.0, np.inf], dtype=np.float32)))
+    assert compare(inf, [{"value": tensor(np.array([1.0, np.inf], dtype=np.float32))}]).passed
+    assert compare(inf, [{"value": tensor(np.array([1.0, -np.inf], dtype=np.float32))}]) == CheckResult(
+        "x", False, "infinite values where finite ones were expected (or the reverse)")
+    half, nan = ref({"kind": "float", "value": 0.5}), ref({"kind": "float", "value": float("nan")})
+    assert compare(half, [{"value": {"kind": "float", "value": float("nan")}}]) == CheckResult("x", False, "NaN mismatch")
+    assert compare(nan, [{"value": {"kind": "float", "value": 0.5}}]) == CheckResult("x", False, "NaN mismatch")
+    assert compare(nan, [{"value": {"kind": "float", "value": float("nan")}}]).passed
+    six, one = ref({"kind": "int", "value": 6}), ref({"kind": "int", "value": 1})
+    assert compare(six, [{"value": {"kind": "float", "value": 6.0001}}]).passed  # an int against a float: tolerance
+    assert compare(ref({"kind": "float", "value": 6.0001}), [{"value": {"kind": "int", "value": 6}}]).passed
+    assert compare(ref({"kind": "bool", "value": True}), [{"value": {"kind": "int", "value": 1}}]).message == (
+        "expected a bool, got an int")
+    assert compare(ref({"kind": "bool", "value": True}), [{"value": {"kind": "bool", "value": False}}]).message == (
+        "expected True, got False")
+    assert compare(one, [{"value": {"kind": "bool", "value": True}}]).message == "expected a number, got a bool"
+    assert compare(six, [{"value": tensor(np.int64(6))}]).message == "expected a number, got a tensor"
+    assert compare(ref({"kind": "sequence", "items": [six["value"]]}), [{"value": six["value"]}]) == CheckResult(
+        "x", False, "expected a sequence, got an int")
+    assert compare(ref({"kind": "str", "value": "True"}), [{"value": {"kind": "bool", "value": True}}]).message == (
+        "expected a str, got a bool")
+    wide = ref(tensor(np.array([1e-5, 2e6, 0.0, 0.5, 0.123456, np.inf])))
+    assert compare(wide, [{"value": tensor(np.array([1e-5, 2e6, 0.0, 0.25, 0.123456, np.inf]))}], visible=True
+                   ).message.endswith("; expected [1e-05, 2e+06, 0., 0.5, 0.1235, inf], got [1e-05, 2e+06, 0., 0.25, 0.1235, inf]")
+    twelve = ref(tensor(np.arange(12, dtype=np.float32)))  # up to 12 values are shown, even after hidden tests
+    assert compare(twelve, [{"value": tensor(np.zeros(12, dtype=np.float32))}], visible=True, messages=False
+                   ).message.endswith("; expected [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11.]")
 
 
 def test_visible_checks_show_the_expected_value_and_hidden_ones_never_do():
@@ -153,6 +196,13 @@ def test_visible_checks_show_the_expected_value_and_hidden_ones_never_do():
     got_pair = [{"value": {"kind": "sequence", "items": [tensor(np.array([1.0])), {"kind": "str", "value": "no"}]}}]
     assert compare(pair, got_pair, visible=True).message == (
         "item [1]: the value differs from the expected one; expected 'ok', got 'no'")
+    assert compare(ref({"kind": "str", "value": "ok"}), [{"value": {"kind": "int", "value": 6}}], visible=True).message == (
+        "expected a str, got an int; expected 'ok', got 6")
+    fits, long = "a" * 78, "b" * 79  # a value is quoted whole up to 80 characters (its quotes included)
+    assert compare(ref({"kind": "str", "value": fits}), [{"value": {"kind": "str", "value": "no"}}], visible=True
+                   ).message.endswith(f"; expected '{fits}', got 'no'")
+    assert compare(ref({"kind": "str", "value": long}), [{"value": {"kind": "str", "value": "no"}}], visible=True
+                   ).message.endswith(f"; expected '{long[:76]}..., got 'no'")
     nested = ref({"kind": "sequence", "items": [pair["value"]]})
     got_nested = [{"value": {"kind": "sequence", "items": [got_pair[0]["value"]]}}]
     assert compare(nested, got_nested).message == "item [0][1]: the value differs from the expected one"
@@ -203,7 +253,7 @@ def test_a_recorded_error_says_what_was_raised_with_its_message_only_if_visible(
     expected = ref(tensor(np.array([1.0, 2.0])))
     error = [{"value": {"kind": "str", "value": "error: ValueError: shape (7, 4) is wrong"}}]
     assert compare(expected, error, visible=True).message == "the computation raised ValueError: shape (7, 4) is wrong"
-    assert compare(expected, error).message == "the computation raised ValueError"  # a hidden input stays hidden
+    assert compare(expected, error) == CheckResult("x", False, "the computation raised ValueError")  # a hidden input stays hidden
     text = ref({"kind": "str", "value": "error: ValueError: bad"})  # an error the solution also raised
     assert compare(text, [{"value": {"kind": "str", "value": "error: ValueError: bad"}}]).passed
 
@@ -218,9 +268,55 @@ def test_compare_rejects_duplicates_missing_and_rigged_values():
     expected = ref({"kind": "int", "value": 6})
     assert compare(expected, [{"value": {"kind": "int", "value": 6}}]).passed
     assert not compare(expected, []).passed
-    assert "more than once" in compare(expected, [{"value": {"kind": "int", "value": 6}}] * 2).message
+    assert compare(expected, [{"value": {"kind": "int", "value": 6}}] * 2) == CheckResult(
+        "x", False, "recorded more than once: a test's checks run exactly once")
     assert not compare(expected, [{"value": {"kind": "unsupported", "type": "Always"}}]).passed
     assert not compare(expected, [{"value": {"kind": "str", "value": "6"}}]).passed
+
+
+class _Touch:
+    """Unpickling it creates a file: what a pickled object in a record could do to the grader."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def test_a_recorded_array_is_never_unpickled(tmp_path):
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([_Touch(tmp_path / "ran")], dtype=object), allow_pickle=True)
+    forged = {"kind": "tensor", "dtype": "float32", "device": "cpu", "shape": [1], "npy": buffer.getvalue()}
+    result = compare(ref(tensor(np.array([1.0], dtype=np.float32))), [{"value": forged}])
+    assert result == CheckResult("x", False, "the recorded value could not be read (ValueError)")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_threshold_takes_a_number_or_a_tensor_of_one_number_only():
+    at_least = ref({"kind": "float", "value": 0.95}, at_least=0.8)
+    for one in (np.float32(0.9), np.array([0.9], dtype=np.float32), np.int64(1)):
+        result = compare(at_least, [{"value": tensor(one)}])
+        assert result.passed and result.message in ("0.9", "1"), one
+    for many in (np.array([0.9, 0.1], dtype=np.float32), np.array([[0.9]], dtype=np.float32)):
+        assert compare(at_least, [{"value": tensor(many)}]) == CheckResult("x", False, "expected a number, got a tensor")
+    assert compare(at_least, [{"value": {"kind": "str", "value": "0.9"}}]).message == "expected a number, got a str"
+    assert compare(at_least, [{"value": {"kind": "float", "value": float("nan")}}]) == CheckResult(
+        "x", False, "expected a number, got a float")
+    assert compare(at_least, [{"value": {"kind": "float", "value": 0.8}}]) == CheckResult("x", True, "0.8")
+    assert compare(at_least, [{"value": {"kind": "float", "value": 0.5}}], messages=False) == CheckResult(
+        "x", False, "needs at least 0.8")  # after hidden tests the recorded number is not repeated
+    at_most = ref({"kind": "float", "value": 0.1}, at_most=0.2)
+    assert compare(at_most, [{"value": {"kind": "float", "value": 0.2}}]) == CheckResult("x", True, "0.2")
+    assert compare(at_most, [{"value": {"kind": "float", "value": 0.5}}]) == CheckResult(
+        "x", False, "got 0.5, needs at most 0.2")
+
+
+def test_a_declared_shape_that_is_not_a_list_of_integers_is_not_repeated():
+    expected = ref(tensor(np.array([1.0, 2.0], dtype=np.float32)))
+    for shape in (["2", "x"], {"a": 1}):
+        got = {**tensor(np.array([1.0, 2.0], dtype=np.float32)), "shape": shape}
+        assert compare(expected, [{"value": got}]).message == "expected shape (2,), got (not a shape)", shape
 
 
 def test_thresholds_come_from_the_reference():

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from autograder.cells import grade_id, is_answer
-from autograder.tamper import findings_in
+from autograder.tamper import findings_in, review_problem, scan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,6 +63,8 @@ def test_what_an_honest_answer_has_no_need_to_do_is_found_with_its_line():
     ("%time check = fake", (1, "binds check, a name the tests record with")),  # magics are read as IPython runs them
     ("%timeit -n 3 check = fake", (1, "binds check, a name the tests record with")),
     ("%%time\nx = 1\ncheck = fake", (3, "binds check, a name the tests record with")),
+    ("x = 1\n%time check = fake", (2, "binds check, a name the tests record with")),
+    ("squares = [i * i for i in range(3)]\ncheck = fake", (2, "binds check, a name the tests record with")),
     ("files = !ls\ncheck = fake", (2, "binds check, a name the tests record with")),  # IPython-only syntax parses
     ("%%bash\nls /", (1, "runs the magic %%bash")),
     ("ip = get_ipython\nip().user_ns.update(check=fake)", (2, "uses user_ns")),
@@ -76,6 +78,14 @@ def test_what_an_honest_answer_has_no_need_to_do_is_found_with_its_line():
     ("def f():\n    global check\n    check = g", (2, "binds check, a name the tests record with")),
     ("for check in [f]:\n    pass", (1, "binds check, a name the tests record with")),
     ("import torch as T\nT.allclose = f", (2, "assigns to T.allclose")),
+    ("from numpy import testing as npt\nnpt.assert_allclose = f", (2, "assigns to npt.assert_allclose")),
+    ("def check(name, value, **kw):\n    pass", (1, "binds check, a name the tests record with")),
+    ("class plain:\n    pass", (1, "binds plain, a name the tests record with")),
+    ("import numpy as expect", (1, "binds expect, a name the tests record with")),
+    ("from torch import tensor as check", (1, "binds check, a name the tests record with")),
+    ("from ctypes import CDLL", (1, "imports ctypes")),
+    ("from importlib import reload", (1, "imports importlib")),
+    ("table = torch.__dict__", (1, "uses __dict__")),
 ])
 def test_ways_around_the_reading_are_read_too(source, finding):
     assert finding in findings_in(source)
@@ -104,3 +114,31 @@ def test_ordinary_deep_learning_code_is_not_flagged(source):
 def test_code_that_does_not_parse_is_not_a_finding():
     """It raises SyntaxError when run and does nothing else (IPython syntax is translated first)."""
     assert findings_in("def softmax(X):\n    return (") == []
+
+
+def test_scan_reads_answer_cells_and_added_cells_not_the_course_cells():
+    """Test cells and given cells are rebuilt from the course's source before grading, so only
+    the student's own cells are read, each named in the finding."""
+    def cell(source, **nbgrader):
+        code = nbformat.v4.new_code_cell(source)
+        if nbgrader:
+            code.metadata["nbgrader"] = {"grade_id": nbgrader["gid"], "solution": nbgrader.get("solution", False),
+                                         "grade": nbgrader.get("grade", False), "locked": not nbgrader.get("solution")}
+        return code
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        cell("import torch\ncheck = print", gid="answer", solution=True),
+        cell("check('x', 1)\ncheck = print", gid="test_x", grade=True),  # the course's test cell: not read
+        nbformat.v4.new_markdown_cell("check = print"),
+        cell("x = 1\ntorch.allclose = max"),  # no metadata: a cell the student added
+    ])
+    assert scan(notebook) == ["answer cell 'answer', line 2: binds check, a name the tests record with",
+                              "a cell the student added, line 2: assigns to torch.allclose"]
+
+
+def test_a_review_problem_names_the_first_findings_and_counts_the_rest():
+    findings = [f"finding {i}" for i in range(11)]
+    problem = review_problem(findings, shown=8)
+    assert problem.endswith("finding 0; finding 1; finding 2; finding 3; finding 4; finding 5; finding 6; "
+                            "finding 7; and 3 more")
+    assert review_problem(findings[:8]).endswith("finding 6; finding 7")
