@@ -6,9 +6,9 @@ import shutil
 import pytest
 
 from autograder import cli
-from autograder.canvas import assignment_column, read_gradebook
+from autograder.canvas import assignment_column, read_gradebook, write_gradebook
 from autograder.export import canvas_file
-from autograder.worksheet import WorksheetError
+from autograder.worksheet import Grade, WorksheetError
 from tests.autograder.conftest import FIXTURES, collected, grade_written_answer, graded
 
 GRADEBOOK = FIXTURES / "canvas_gradebook.csv"  # as Canvas exports it: a BOM, the points possible row
@@ -107,3 +107,27 @@ def test_the_export_command_writes_the_canvas_file(course, tmp_path, capsys):
     assert "has no column 'Tiny'" in capsys.readouterr().err
     assert cli.main([*root, "--canvas-column", "Tiny exercise (8812)"]) == 2
     assert "--canvas-column names a column of the file given with --canvas-gradebook" in capsys.readouterr().err
+
+
+def test_a_gradebook_without_points_possible_or_identity_columns_is_refused(tmp_path):
+    """Grades are scaled to the column's points possible: without a positive one nothing is written."""
+    def gradebook(text):
+        path = tmp_path / "grades.csv"
+        path.write_text(text, encoding="utf-8")
+        return read_gradebook(path)
+
+    jane = [Grade("doejane", "1234", 4.0)]
+    out = tmp_path / "out.csv"
+    for points_row in ("", "    Points Possible,,,0.00\n", "    Points Possible,,\n", "    Points Possible,,,n/a\n"):
+        book = gradebook("Student,ID,Section,Tiny (1)\n" + points_row + '"Doe, Jane",1234,S,\n')
+        with pytest.raises(WorksheetError, match=r"no points possible for 'Tiny \(1\)'"):
+            write_gradebook(book, "Tiny (1)", jane, 6.0, out)
+    book = gradebook('Student,ID,Section,Tiny (1)\n    Points Possible,,,10\n"Doe, Jane",1234,S,\n')
+    with pytest.raises(WorksheetError, match="no points possible"):
+        write_gradebook(book, "Tiny (1)", jane, 0.0, out)  # an assignment without points
+    assert not out.exists()
+    filled, _ = write_gradebook(book, "Tiny (1)", jane, 6.0, out)  # points possible without decimals
+    assert filled == jane and read_rows(out)[2] == ["Doe, Jane", "1234", "S", "6.67"]
+    for header in ("Name,ID,Section,Tiny (1)", "Student,Canvas ID,Section,Tiny (1)"):
+        with pytest.raises(WorksheetError, match="not a Canvas gradebook export"):
+            gradebook(header + "\nA,1,S,\n")
