@@ -64,6 +64,10 @@ def test_worksheets_in_another_language_are_read_by_position(tmp_path):
                         '"Teilnehmer/in 502","C D",c@x.example,0305678,0170222,"abgegeben",,"10,00"\n')
     sheet = read_worksheet(with_phones)
     assert (sheet.header[sheet.grade], sheet.header[sheet.maximum]) == ("Bewertung", "Bestwertung")
+    id_numbers = write(tmp_path / "idnummer.csv",  # an identity field left empty, before the addresses
+                       '"ID","Vollständiger Name","ID-Nummer","E-Mail-Adresse","Status","Bewertung","Bestwertung"\n'
+                       '"Teilnehmer/in 501","A B",,a@x.example,"abgegeben",,"10,00"\n')
+    assert read_worksheet(id_numbers).participants["501"].student == "a"
 
 
 def test_spreadsheet_edits_are_read_as_moodle_would(tmp_path):
@@ -73,6 +77,7 @@ def test_spreadsheet_edits_are_read_as_moodle_would(tmp_path):
                                  'Participant 7;Ann Poe;ann@x.example;;10,00;"two\nlines"\n;;;;;\n'
                                  'Participant 8;Bo Bee;bo@x.example;;10,00;\n'))
     assert sheet.delimiter == ";" and sorted(sheet.participants) == ["7", "8"] and len(sheet.rows) == 2
+    assert sheet.rows[0][5] == "two\nlines"  # written back as it was
     with pytest.raises(WorksheetError, match="line 4: participant 7 is listed twice"):  # lines, not rows
         read_worksheet(write(tmp_path / "twice.csv", 'Identifier,Full name,Email address,Feedback comments\n'
                                                      'Participant 7,Ann Poe,a@x.example,"two\nlines"\n'
@@ -211,16 +216,18 @@ def test_grades_are_written_as_moodle_reads_them(course, tmp_path):
                                           "Participant 1,A A,a@x.example,,\"10,00\"\n"  # a comma for decimals
                                           "Participant 2,B B,b@x.example,50.00,100.00\n"  # graded in Moodle before
                                           "Participant 3,C C,c@x.example,,none\n"
-                                          "Participant 4,D D,d@x.example,,6\n")
-    for student, number, written in (("a", "1", 1.0), ("b", "2", 1.0), ("c", "3", 1.0), ("d", "4", 2.0)):
+                                          "Participant 4,D D,d@x.example,,6\n"
+                                          "Participant 5,E E,e@x.example,,0.00\n")
+    for student, number, written in (("a", "1", 1.0), ("b", "2", 1.0), ("c", "3", 1.0), ("d", "4", 2.0),
+                                     ("e", "5", 1.0)):
         graded(course, student, 2.0)
         collected(course, student, number)
         grade_written_answer(course, student, written)  # d: 2 of 1 point, extra credit given by hand
     moodle = moodle_files(course, "tiny", read_worksheet(sheet))
-    assert [r["Grade"] for r in read_sheet(moodle.grades)] == ["10,00", "100.00", "", "7.00"]
+    assert [r["Grade"] for r in read_sheet(moodle.grades)] == ["10,00", "100.00", "", "7.00", ""]
     assert moodle.notes == [
         "grades scaled to Moodle's maximum grade 10, 100 (the assignment's maximum: 6)",
-        "left blank, Moodle's maximum grade unreadable: c ('none')",
+        "left blank, Moodle's maximum grade unreadable: c ('none'), e ('0.00')",
         "above Moodle's maximum grade, which its upload skips: d",
         "replaced a grade already in the worksheet: b (was 50.00)",
         "no feedback page (run feedback tiny): a, b, d",
