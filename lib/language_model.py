@@ -49,18 +49,23 @@ def clip_gradients(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: floa
 
 
 def sequence_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of next-token ``logits`` ``(..., V)`` for integer ``targets`` ``(...)``.
+    """Cross-entropy of next-token ``logits`` ``(..., V)`` for integer ``targets`` ``(...)``:
+    their mean, their sum, or (``reduction="none"``) one loss per target, shaped like ``targets``.
 
     :class:`CharLM` returns its ``(B, T, V)`` logits as a view of time-major data; reading
-    both tensors in time-major order flattens them without copying the logits (the mean
-    and the sum do not depend on the order).
+    both tensors in time-major order flattens them without copying the logits.
     Introduced in: Recurrent neural networks (language model).
     """
     if logits.dim() < 2 or tuple(logits.shape[:-1]) != tuple(targets.shape):
         raise ValueError(f"expected logits (..., V) and targets (...), got {tuple(logits.shape)}, {tuple(targets.shape)}")
-    if logits.dim() == 3 and not logits.is_contiguous() and logits.transpose(0, 1).is_contiguous():
+    time_major = logits.dim() == 3 and not logits.is_contiguous() and logits.transpose(0, 1).is_contiguous()
+    if time_major:
         logits, targets = logits.transpose(0, 1), targets.transpose(0, 1)  # (T, B, V), (T, B)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), reduction=reduction)
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), reduction=reduction)
+    if reduction != "none":
+        return losses
+    losses = losses.reshape(targets.shape)  # (T, B) when time-major
+    return losses.transpose(0, 1) if time_major else losses
 
 
 def perplexity(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -170,7 +175,8 @@ def _batch_stream(
 
 
 def _batches_per_epoch(data: TextData, config: TrainConfig) -> int:
-    """``max_batches``, else the batches of one pass at the worst random offset."""
+    """``max_batches``, else no more than the batches of one pass at any random offset
+    (``(n - T) // (B * T)`` at the worst; one fewer at some lengths)."""
     if config.max_batches is not None:
         return config.max_batches
     return max(1, (len(data.train) - 1 - config.num_steps) // (config.batch_size * config.num_steps))

@@ -194,3 +194,58 @@ def test_cpu_picks_the_explicit_kernel_only_for_short_sequences():
     limit = lib.attention._EXPLICIT_MAX_KEYS
     assert kernel_of(limit) == "_ExplicitAttentionBackward"
     assert kernel_of(limit + 1) != "_ExplicitAttentionBackward"
+
+
+def test_masked_softmax_without_lens_is_plain_softmax():
+    torch.manual_seed(10)
+    X = torch.randn(2, 3, 5)
+    torch.testing.assert_close(masked_softmax(X), d2l.masked_softmax(X.clone(), None))
+    torch.testing.assert_close(masked_softmax(X), F.softmax(X, dim=-1))
+
+
+def test_dot_product_attention_rejects_incompatible_shapes():
+    Q, K, V = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 6)
+    with pytest.raises(ValueError, match="incompatible shapes"):
+        dot_product_attention(Q, K[..., :3], V)  # key size differs from the query size
+    with pytest.raises(ValueError, match="incompatible shapes"):
+        dot_product_attention(Q, K, V[:, :4])  # fewer values than keys
+
+
+def test_multihead_attention_records_weights_only_when_asked(kernel):
+    from lib.attention import recording_attention
+
+    torch.manual_seed(11)
+    mha = MultiHeadAttention(8, 2).eval()
+    X = torch.randn(2, 3, 8)
+    assert not mha.record_weights
+    mha(X, X, X)
+    assert mha.attention_weights is None  # the fast path keeps no weights
+    with recording_attention(mha) as layers:
+        assert layers == [mha]
+        mha(X, X, X)
+    assert mha.attention_weights.shape == (2, 2, 3, 3) and not mha.record_weights
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_without_head_axis_matches_torch_sdpa(causal, kernel):
+    """3-D inputs ``(B, q, d)``, with q, k and d all different: the axes are counted from the end."""
+    torch.manual_seed(12)
+    B, q, k, d = 3, 2, 5, 4
+    Q, K, V = torch.randn(B, q, d), torch.randn(B, k, d), torch.randn(B, k, 6)
+    lens = torch.tensor([5, 2, 3])
+    keep = torch.arange(k) < lens[:, None, None]  # (B, 1, k)
+    if causal:  # the last q of k positions: query i sees keys up to k - q + i
+        keep = keep & (torch.arange(k) <= torch.arange(k - q, k)[:, None])
+    weight = torch.linspace(-1, 1, B * q * 6).reshape(B, q, 6)
+    Qr, Kr, Vr = (t.clone().requires_grad_() for t in (Q, K, V))
+    expected = F.scaled_dot_product_attention(Qr, Kr, Vr, attn_mask=keep)
+    (expected * weight).sum().backward()
+    for need_weights in (False, True):
+        Qo, Ko, Vo = (t.clone().requires_grad_() for t in (Q, K, V))
+        out, weights = dot_product_attention(Qo, Ko, Vo, lens, causal, need_weights=need_weights)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        (out * weight).sum().backward()
+        for ours, theirs in zip((Qo, Ko, Vo), (Qr, Kr, Vr), strict=True):
+            torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-5, atol=1e-5)
+        if need_weights:
+            assert weights.shape == (B, q, k) and torch.all(weights[~keep.expand(B, q, k)] == 0)

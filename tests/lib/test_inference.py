@@ -174,3 +174,40 @@ def test_mean_field_is_exact_without_couplings():
     torch.testing.assert_close(result.mu, torch.sigmoid(b))
     torch.testing.assert_close(result.mu, marginals)
     assert abs(result.elbos[-1] - float(log_Z)) < 1e-12
+
+
+def test_inputs_are_checked_one_by_one():
+    W, b, c = random_rbm(4, 3, 1)
+    v, h = torch.ones(2, 4, dtype=D), torch.ones(2, 3, dtype=D)
+    with pytest.raises(ValueError, match="floating torch.Tensor"):
+        inf.rbm_energy(v.long(), h, W, b, c)
+    with pytest.raises(ValueError, match="floating torch.Tensor"):
+        inf.rbm_energy(v.tolist(), h, W, b, c)
+    for bad_b, bad_c in ((b[:-1], c), (b, c[:-1])):  # each of b and c alone of the wrong size
+        with pytest.raises(ValueError, match="expected b of shape"):
+            inf.rbm_free_energy(v, W, bad_b, bad_c)
+    for bad_v, bad_h in ((v[:1], h), (v[:, :3], h), (v, h[:, :2])):  # batch, visible, hidden sizes
+        with pytest.raises(ValueError, match="expected v"):
+            inf.rbm_energy(bad_v, bad_h, W, b, c)
+    for bad_v, bad_c in ((v[:, :3], c), (v, c[:-1])):
+        with pytest.raises(ValueError, match="expected v"):
+            inf.rbm_hidden_posterior(bad_v, W, bad_c)
+
+
+def test_bruteforce_limits_are_inclusive():
+    assert inf.binary_states(0).shape == (1, 0)  # the one empty vector
+    S = inf.binary_states(inf.MAX_BRUTEFORCE_UNITS, dtype=torch.uint8)
+    assert S.shape == (2**20, 20) and S[-1].tolist() == [1] * 20
+    W, b, c = random_rbm(3, 2, 6)
+    torch.testing.assert_close(inf.rbm_log_partition_bruteforce(W, b, c, max_units=5),
+                               torch.logsumexp(joint_rbm_table(W, b, c).reshape(-1), 0))
+    W, b = random_bm(5, 6)
+    torch.testing.assert_close(inf.boltzmann_bruteforce(W, b, max_units=5)[0], inf.boltzmann_bruteforce(W, b)[0])
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_mean_field_stops_once_the_elbo_gains_less_than_tol(sign):
+    W, b = random_bm(6, 3, scale=0.5)
+    result = inf.mean_field(W, sign * b + 4 * sign, inf.MeanFieldConfig(num_sweeps=1000, tol=1e-10))
+    gains = [e2 - e1 for e1, e2 in zip(result.elbos, result.elbos[1:], strict=False)]
+    assert 2 < len(gains) < 1000 and gains[-1] < 1e-10 and all(g >= 1e-10 for g in gains[:-1])

@@ -118,3 +118,25 @@ def test_one_layer_matches_d2l_rnn_scratch() -> None:
     ours, h_n = recurrent_forward(X, weights, "rnn_tanh")
     assert_close(ours, torch.stack(outputs))
     assert_close(h_n[-1], state)
+
+
+def test_rnn_step_rejects_mismatched_shapes() -> None:
+    W_ih, W_hh = torch.randn(4, 3), torch.randn(4, 4)
+    with pytest.raises(ValueError, match="expected x"):
+        rnn_step(torch.randn(2, 3), torch.randn(5, 4), W_ih, W_hh)  # batch 2 vs 5
+    with pytest.raises(ValueError, match="expected x"):
+        rnn_step(torch.randn(2, 3), torch.randn(1, 2, 4), W_ih, W_hh)  # h not 2-D
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_make_recurrent_scratch_backend_initialises_like_torch(mode: str) -> None:
+    config = RecurrentConfig(5, 64, 2, mode)
+    torch.manual_seed(0)
+    scratch = make_recurrent(config, "scratch")
+    assert isinstance(scratch, ScratchRecurrent) and mode_of(scratch) == mode
+    reference = make_recurrent(config, "torch")
+    bound = 1 / 8  # U(-1/sqrt(H), 1/sqrt(H)) for H = 64, as torch.nn does
+    for (name, p), (ref_name, q) in zip(scratch.named_parameters(), reference.named_parameters(), strict=True):
+        assert name == ref_name and p.shape == q.shape
+        assert p.abs().max() <= bound
+        assert p.min() < -0.9 * bound and p.max() > 0.9 * bound, name  # both signs, the whole interval

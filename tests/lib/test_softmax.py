@@ -464,3 +464,20 @@ def test_predict_returns_a_figure_titled_with_labels():
         torch.testing.assert_close(torch.as_tensor(fig.axes[2].get_images()[0].get_array()), X[2, 0])
     finally:
         plt.close(fig)
+
+
+def test_train_runs_a_single_epoch():
+    X, y = blobs()
+    torch.manual_seed(0)
+    net = S.SoftmaxRegression(2, 4)
+    history = S.train(net, loader(X, y), loader(X, y, shuffle=False), S.cross_entropy, 1,
+                      S.sgd(net.parameters(), 0.3), plot=False)
+    assert len(history.train_loss) == len(history.train_acc) == 1
+    assert history.test_acc == [S.evaluate_accuracy(net, loader(X, y, shuffle=False))]
+
+
+def test_accumulator_of_one_quantity():
+    acc = S.Accumulator(1)
+    acc.add(2)
+    acc.add(torch.tensor(0.5))
+    assert acc.data == [2.5] and acc[0] == 2.5

@@ -160,3 +160,56 @@ def test_he_initialised_relu_network_learns_the_digits():
     default = stability.deep_mlp(MLPConfig(activation="relu", init="normal", sigma=0.03, num_layers=10))
     history, _ = stability.train_recording(default, data, 3, 0.1)
     assert history.test_acc[-1] < 0.2
+
+
+def test_smallest_sizes_are_accepted():
+    net = stability.deep_mlp(MLPConfig(num_inputs=1, num_hiddens=1, num_layers=1, num_outputs=1, init="xavier_uniform"))
+    assert [(m.in_features, m.out_features) for m in stability.linear_layers(net)] == [(1, 1), (1, 1)]
+    assert net(torch.randn(3, 1)).shape == (3, 1)
+    # One 1x1 matrix applied to u = +-1: the norm is |w|, for each trial.
+    got = stability.product_norms(1, 1, scale=2.0, trials=1, seed=4)
+    gen = torch.Generator().manual_seed(4)
+    torch.randn(1, 1, 1, generator=gen, dtype=torch.float64)  # u, normalised to +-1
+    w = torch.randn(1, 1, 1, generator=gen, dtype=torch.float64) * 2.0
+    torch.testing.assert_close(got, w.abs().reshape(1, 1))
+
+
+def test_train_recording_zero_epochs_only_snapshots_the_initialisation():
+    data = stability.prepare_image_data(_image_data())
+    net = stability.deep_mlp(MLPConfig(num_inputs=9, num_hiddens=8, num_layers=2, num_outputs=4, init="kaiming_normal"))
+    probe = data.train.dataset.tensors
+    before = [p.detach().clone() for p in net.parameters()]
+    history, snaps = stability.train_recording(net, data, 0, 0.1, probe, snapshot_epochs=(0, 1))
+    assert history.train_loss == history.test_acc == [] and sorted(snaps) == [0]
+    for got, expected in zip(snaps[0], stability.layer_gradients(net, *probe), strict=True):
+        torch.testing.assert_close(got, expected)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True))  # no step taken
+    with pytest.raises(ValueError, match="num_epochs"):
+        stability.train_recording(net, data, -1, 0.1)
+
+
+def test_prepare_image_data_uses_training_statistics_and_keeps_test_order():
+    raw = _image_data()
+    X_train, _ = raw.train.dataset.tensors
+    X_test, y_test = raw.test.dataset.tensors
+    data = stability.prepare_image_data(raw, batch_size=5, seed=3)
+    mean, std = X_train.mean(dim=0), X_train.std(dim=0)
+    std[0, 0, 0] = 1.0  # the constant pixel is only shifted
+    # The test images are standardised with the training mean and std, and read in order.
+    torch.testing.assert_close(torch.cat([X for X, _ in data.test]), (X_test - mean) / std)
+    assert torch.equal(torch.cat([y for _, y in data.test]), y_test)
+    # The training loader shuffles, seeded: the same seed gives the same order, another seed another one.
+    order = torch.cat([y for _, y in data.train])
+    again = torch.cat([y for _, y in stability.prepare_image_data(raw, batch_size=5, seed=3).train])
+    other = torch.cat([X for X, _ in stability.prepare_image_data(raw, batch_size=5, seed=4).train])
+    assert torch.equal(order, again)
+    first = torch.cat([X for X, _ in data.train])
+    assert not torch.equal(first, data.train.dataset.tensors[0]) and not torch.equal(first, other)
+    torch.testing.assert_close(first.sum(0), data.train.dataset.tensors[0].sum(0))  # a permutation
+
+
+def test_deep_mlp_one_hidden_layer_and_normal_init_mean():
+    net = stability.deep_mlp(MLPConfig(num_inputs=5, num_hiddens=3, num_layers=1, num_outputs=2))
+    assert [(m.in_features, m.out_features) for m in stability.linear_layers(net)] == [(5, 3), (3, 2)]
+    normal = stability.deep_mlp(MLPConfig(init="normal", sigma=0.3, num_hiddens=200, num_layers=2))
+    assert abs(normal[3].weight.mean().item()) < 0.01  # N(0, sigma^2): centred at zero

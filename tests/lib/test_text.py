@@ -199,3 +199,55 @@ def test_fallback_prints_notice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("COURSE_DATA_SOURCE", "offline")
     assert load_text_data(root=tmp_path).source == "offline"
     assert "NOTICE" not in capsys.readouterr().out
+
+
+def test_smallest_batching_arguments_are_accepted() -> None:
+    # One step per row, and a corpus of exactly batch_size * num_steps + num_steps tokens.
+    X, Y = next(sequential_batches(torch.arange(50), 2, 1, torch.Generator().manual_seed(0)))
+    assert X.shape == (2, 1) and torch.equal(Y, X + 1)
+    for batcher in (random_batches, sequential_batches):
+        batches = list(batcher(torch.arange(4 * 5 + 5), 4, 5, torch.Generator().manual_seed(2)))
+        assert len(batches) >= 1 and batches[0][0].shape == (4, 5)
+        with pytest.raises(ValueError, match="must be >= 1"):
+            next(batcher(torch.arange(50), 0, 5))
+        with pytest.raises(ValueError, match="must be >= 1"):
+            next(batcher(torch.arange(50), 2, 0))
+    # 7 one-token sequences make one batch of 4; the 3 left over are dropped.
+    assert [x.shape for x, _ in random_batches(torch.arange(8), 4, 1)] == [(4, 1)]
+
+
+def test_sequential_batches_read_every_row_from_the_offset() -> None:
+    for seed in range(4):
+        batches = list(sequential_batches(torch.arange(401), 4, 10, torch.Generator().manual_seed(seed)))
+        X = torch.cat([x for x, _ in batches], dim=1)  # (4, n)
+        offset = int(X[0, 0])
+        row_len = (400 - offset) // 4  # 100 when the offset is 0: then the 10 windows fill each row
+        assert 0 <= offset < 10 and len(batches) == row_len // 10
+        assert torch.equal(X[:, 0], offset + row_len * torch.arange(4))  # row b starts at offset + b * row_len
+    # One step per window: no random offset, and the last window ends at the end of its row.
+    batches = list(sequential_batches(torch.arange(41), 4, 1))
+    assert len(batches) == 10 and torch.equal(torch.cat([x for x, _ in batches], dim=1), torch.arange(40).reshape(4, 10))
+
+
+def test_text_data_batches_use_the_named_sampler() -> None:
+    data = TextData(torch.arange(300), torch.arange(300, 400), Vocab("ab"), "x", "offline")
+    for sampling, batcher in (("random", random_batches), ("sequential", sequential_batches)):
+        ours = list(data.batches("val", 2, 5, sampling, torch.Generator().manual_seed(4)))
+        theirs = list(batcher(data.val, 2, 5, torch.Generator().manual_seed(4)))
+        assert len(ours) == len(theirs) and all(
+            torch.equal(a, b) for (x, y), (u, v) in zip(ours, theirs, strict=True) for a, b in ((x, u), (y, v)))
+
+
+def test_load_text_data_limits() -> None:
+    data = load_text_data("offline", max_tokens=2)  # the smallest corpus: one token each side
+    assert (len(data.train), len(data.val)) == (1, 1)
+    with pytest.raises(ValueError, match="max_tokens"):
+        load_text_data("offline", max_tokens=1)
+    with pytest.raises(ValueError, match="val_fraction"):
+        load_text_data("offline", val_fraction=0.0)
+
+
+def test_download_creates_missing_directories(server: str, tmp_path: Path) -> None:
+    root = tmp_path / "not" / "yet"
+    assert load_text_data("download", root=root).source == "download"
+    assert (root / "timemachine.txt").read_text() == SMALL_TEXT

@@ -142,3 +142,117 @@ def test_training_reaches_bleu_on_numbers():
     losses = train_seq2seq(model, data.train, data.tgt_vocab.bos, num_epochs=15, lr=0.005)
     assert losses[-1] < losses[0] / 3
     assert evaluate_bleu(model, data.test_pairs, data) > 0.6
+
+
+def test_positional_encoding_covers_exactly_max_len_positions():
+    X = torch.randn(2, 9, 12)  # 9 positions, 12 > 9 features
+    ours = PositionalEncoding(12, 0.0, max_len=9)
+    torch.testing.assert_close(ours(X), d2l.PositionalEncoding(12, 0.0)(X))
+    torch.testing.assert_close(ours(X[:, 3:], offset=3), d2l.PositionalEncoding(12, 0.0)(X)[:, 3:])
+    with pytest.raises(ValueError, match="max_len"):
+        ours(X[:, 2:], offset=3)
+
+
+class _D2LDecoderBlock(torch.nn.Module):
+    """d2l.ai's TransformerDecoderBlock (section 11.7), its training-mode forward, from d2l's parts."""
+
+    def __init__(self, d: int, ffn: int, heads: int) -> None:
+        super().__init__()
+        self.attention1, self.attention2 = d2l.MultiHeadAttention(d, heads, 0.0), d2l.MultiHeadAttention(d, heads, 0.0)
+        self.addnorm1, self.addnorm2, self.addnorm3 = (d2l.AddNorm(d, 0.0) for _ in range(3))
+        self.ffn = d2l.PositionWiseFFN(ffn, d)
+
+    def forward(self, X, enc_outputs, enc_valid_lens):
+        B, T, _ = X.shape
+        dec_valid_lens = torch.arange(1, T + 1).repeat(B, 1)  # causal: query t sees keys 0..t
+        Y = self.addnorm1(X, self.attention1(X, X, X, dec_valid_lens))
+        Z = self.addnorm2(Y, self.attention2(Y, enc_outputs, enc_outputs, enc_valid_lens))
+        return self.addnorm3(Z, self.ffn(Z))
+
+
+def test_decoder_matches_d2l_decoder_on_same_weights():
+    import math
+
+    torch.manual_seed(12)
+    cfg = TransformerConfig(num_hiddens=16, ffn_num_hiddens=24, num_heads=4, num_blks=2, dropout=0.0)
+    model = Transformer(11, 13, cfg).eval()
+    src, lens, tgt = torch.randint(0, 11, (3, 6)), torch.tensor([6, 2, 4]), torch.randint(0, 13, (3, 5))
+    with torch.no_grad():
+        enc = model.encoder(src, lens)
+        theirs = []
+        for ours in model.decoder.blks:
+            block = _D2LDecoderBlock(16, 24, 4)
+            block(torch.zeros(1, 1, 16), torch.zeros(1, 1, 16), None)  # materialize the lazy layers
+            block.load_state_dict(ours.state_dict())
+            theirs.append(block.eval())
+        H = d2l.PositionalEncoding(16, 0.0)(model.decoder.embedding(tgt) * math.sqrt(16))
+        for block in theirs:
+            H = block(H, enc, lens)
+        expected = model.decoder.dense(H)  # (3, 5, 13)
+        torch.testing.assert_close(model.decoder(tgt, enc, lens), expected, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model(src, lens, tgt), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_translate_and_evaluate_bleu_on_known_decoder_outputs(monkeypatch):
+    """greedy_decode replaced by known token ids: translate cuts at <eos>, evaluate_bleu averages over chunks."""
+    import lib.transformer
+    from lib.transformer import evaluate_bleu, translate
+    from lib.translation import bleu, load_translation, tokenize
+
+    data = load_translation(num_train=300, num_test=20, source="offline")
+    vocab, T = data.tgt_vocab, data.num_steps
+    pairs = [(e, f) for e, f in data.test_pairs if all(t in vocab.token_to_idx for t in tokenize(f))][:5]
+    refs = [tokenize(f) for _, f in pairs]
+    # Exact translations, a one-word one, and one filling all T positions without <eos>.
+    preds = [refs[0], refs[1][:1], refs[2], (refs[3] * T)[:T], refs[4][:1]]
+    rows = [vocab[p] + [vocab.eos] * (T - len(p)) for p in preds]
+    calls = []
+
+    def fake_decode(model, src, src_valid_lens, bos, eos, max_len, use_cache=True):
+        assert (bos, eos, max_len) == (vocab.bos, vocab.eos, T)
+        start = sum(calls)
+        calls.append(src.shape[0])
+        return torch.tensor(rows[start: start + src.shape[0]])
+
+    monkeypatch.setattr(lib.transformer, "greedy_decode", fake_decode)
+    expected = [" ".join(p) for p in preds]
+    assert translate(None, [e for e, _ in pairs], data) == expected
+    calls.clear()
+    score = evaluate_bleu(None, pairs, data, batch_size=2)
+    assert calls == [2, 2, 1]
+    assert score == pytest.approx(sum(bleu(p, " ".join(r)) for p, r in zip(expected, refs, strict=True)) / 5)
+    assert 0 < score < 1
+
+
+def test_attention_maps_of_a_translation_that_ends_at_once():
+    from lib.transformer import translate
+    from lib.translation import load_translation
+
+    data = load_translation(num_train=300, num_test=20, source="offline")
+    torch.manual_seed(11)
+    model = Transformer(len(data.src_vocab), len(data.tgt_vocab), TransformerConfig(num_hiddens=16, num_heads=2))
+    with torch.no_grad():
+        model.decoder.dense.bias[data.tgt_vocab.eos] = 100.0  # <eos> wins at every step
+    assert translate(model, ["twenty-one", "three hundred"], data) == ["", ""]
+    maps = attention_maps(model, "twenty-one", data)
+    assert maps["tgt"] == ["<eos>"] and maps["tgt_in"] == ["<bos>"]
+    assert maps["decoder"].shape == (2, 2, 1, 1) and maps["cross"].shape == (2, 2, 1, len(maps["src"]))
+
+
+def test_greedy_decode_is_the_argmax_after_each_prefix():
+    model = _model(5)
+    src, lens = torch.randint(4, 9, (8, 7)), torch.randint(1, 8, (8,))
+    eos = 3  # a token this untrained model emits at different steps in different rows
+    out = torch.ones(8, 1, dtype=torch.long)  # <bos> = 1
+    with torch.no_grad():
+        for _ in range(10):  # the whole prefix recomputed by the full model at every step
+            out = torch.cat([out, model(src, lens, out)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    expected = out[:, 1:].clone()
+    for row in expected:
+        hits = (row == eos).nonzero()
+        if len(hits):
+            row[int(hits[0, 0]):] = eos  # after <eos>: only <eos>
+    first_eos = [row.tolist().index(eos) for row in expected if eos in row]
+    assert min(first_eos) > 0 and len(set(first_eos)) > 2  # rows stop at different steps
+    for use_cache in (True, False):
+        assert torch.equal(greedy_decode(model, src, lens, bos=1, eos=eos, max_len=10, use_cache=use_cache), expected)

@@ -187,3 +187,26 @@ def test_bleu_matches_d2l_and_edge_cases():
     assert math.isclose(bleu("cent", "cent un", 2), math.exp(-1))  # brevity penalty only
     for pred, label in [("", "cent"), ("", ""), ("cent", "")]:  # d2l reads "" as one empty token
         assert bleu(pred, label, 2) == d2l.bleu(pred, label, 2)
+
+
+def test_encode_with_two_steps_keeps_one_token_and_eos():
+    vocab = Vocab([["a", "b"]])
+    array, lens = encode([["b", "a"], []], vocab, num_steps=2)
+    assert array.tolist() == [[vocab["b"], vocab.eos], [vocab.eos, vocab.pad]] and lens.tolist() == [2, 1]
+
+
+def test_number_pairs_refuses_either_split_too_large():
+    with pytest.raises(ValueError, match="at most"):
+        number_pairs(900_001, 1)  # 900,000 training and 100,000 test numbers exist
+    with pytest.raises(ValueError, match="at most"):
+        number_pairs(1, 100_001)
+
+
+def test_preprocess_detaches_punctuation_after_a_one_letter_word():
+    assert tokenize("A, b. I!") == ["a", ",", "b", ".", "i", "!"]
+    assert preprocess("Ok , then.") == "ok , then ."  # already detached: no second space
+
+
+def test_vocab_breaks_frequency_ties_alphabetically():
+    vocab = Vocab([["z", "y", "x", "y"]])
+    assert vocab.idx_to_token[4:] == ["y", "x", "z"]  # y twice, then x and z once, in order
