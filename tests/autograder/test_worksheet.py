@@ -61,7 +61,7 @@ def test_worksheets_in_another_language_are_read_by_position(tmp_path):
     with_phones = write(tmp_path / "telefon.csv",  # identity fields that are numbers too
                         '"ID","Vollständiger Name","E-Mail-Adresse","Telefon","Mobil","Status","Bewertung",'
                         '"Bestwertung"\n"Teilnehmer/in 501","A B",a@x.example,0301234,0170111,"abgegeben",,"10,00"\n'
-                        '"Teilnehmer/in 502","C D",c@x.example,0305678,0170222,"abgegeben",,"10,00"\n')
+                        '"Teilnehmer/in 502","C D",c@x.example,0305678,0170222,"abgegeben","7,50","10,00"\n')
     sheet = read_worksheet(with_phones)
     assert (sheet.header[sheet.grade], sheet.header[sheet.maximum]) == ("Bewertung", "Bestwertung")
     id_numbers = write(tmp_path / "idnummer.csv",  # an identity field left empty, before the addresses
