@@ -18,7 +18,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograder.worksheet import Grade, WorksheetError, add_notes, is_blank, letters, parse_number, read_csv
+from autograder.worksheet import (
+    Grade,
+    WorksheetError,
+    add_notes,
+    grade_text,
+    is_blank,
+    letters,
+    parse_number,
+    read_csv,
+    replaces_grade,
+)
 
 IDENTITY_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Integration ID", "Section")
 ASSIGNMENT_COLUMN = re.compile(r"^(?P<name>.+) \((?P<id>\d+)\)$")  # "Softmax regression (8812)"
@@ -138,12 +148,10 @@ def write_gradebook(gradebook: Gradebook, column: str, grades: list[Grade], max_
         grade = resolved.get(i)
         if grade is not None and grade.total is not None:
             value = grade.total * possible / max_score
-            text = f"{value:.2f}"
-            if "," in points and "." not in points:  # the export's decimal separator
-                text = text.replace(".", ",")
+            text = grade_text(value, points)
             if value > possible + 1e-9:
                 above.append(grade.student)
-            if row[index].strip() and parse_number(row[index]) != parse_number(text):
+            if replaces_grade(row[index], text):
                 replaced.append(f"{grade.student} (was {row[index].strip()})")
             row[index] = text
             if grade not in filled:  # one student, two sections: two rows

@@ -112,6 +112,18 @@ def parse_number(text: str) -> float | None:
         return None
 
 
+def grade_text(value: float, like: str) -> str:
+    """``value`` with two decimals, written with the decimal separator of ``like`` (a number
+    the LMS wrote in the same file: its site's separator)."""
+    text = f"{value:.2f}"
+    return text.replace(".", ",") if "," in like and "." not in like else text
+
+
+def replaces_grade(old: str, new: str) -> bool:
+    """Whether writing ``new`` over the cell ``old`` changes a grade already there."""
+    return bool(old.strip()) and parse_number(old) != parse_number(new)
+
+
 def read_csv(path: Path, what: str) -> tuple[str, list[tuple[int, list[str]]]]:
     """The delimiter of an LMS's CSV file (commas, or the semicolons spreadsheets save in some
     languages) and each row, blank ones included, with the line it ends on; UTF-8 with or
@@ -295,10 +307,8 @@ def write_grades(worksheet: Worksheet, grades: list[Grade], max_score: float,
                 scales.add(f"{moodle_max:g}")
             if value > moodle_max + 1e-9:
                 above.append(grade.student)
-            text = f"{value:.2f}"
-            if "," in maximum and "." not in maximum:
-                text = text.replace(".", ",")
-            if row[worksheet.grade].strip() and parse_number(row[worksheet.grade]) != parse_number(text):
+            text = grade_text(value, maximum)
+            if replaces_grade(row[worksheet.grade], text):
                 replaced.append(f"{grade.student} (was {row[worksheet.grade].strip()})")
             row[worksheet.grade] = text
             filled.append(grade)
