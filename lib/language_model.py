@@ -175,8 +175,8 @@ def _batch_stream(
 
 
 def _batches_per_epoch(data: TextData, config: TrainConfig) -> int:
-    """``max_batches``, else no more than the batches of one pass at any random offset
-    (``(n - T) // (B * T)`` at the worst; one fewer at some lengths)."""
+    """``max_batches``, else ``(n - 1 - T) // (B * T)``: never more batches than one pass holds
+    at any random offset (``(n - T) // (B * T)`` at the worst)."""
     if config.max_batches is not None:
         return config.max_batches
     return max(1, (len(data.train) - 1 - config.num_steps) // (config.batch_size * config.num_steps))
