@@ -128,6 +128,9 @@ def test_a_gradebook_without_points_possible_or_identity_columns_is_refused(tmp_
     assert not out.exists()
     filled, _ = write_gradebook(book, "Tiny (1)", jane, 6.0, out)  # points possible without decimals
     assert filled == jane and read_rows(out)[2] == ["Doe, Jane", "1234", "S", "6.67"]
+    one = gradebook('Student,ID,Section,Tiny (1)\n    Points Possible,,,1\n"Doe, Jane",1234,S,\n')
+    write_gradebook(one, "Tiny (1)", [Grade("doejane", "1234", 0.5)], 1.0, out)  # the smallest bounds accepted
+    assert read_rows(out)[2] == ["Doe, Jane", "1234", "S", "0.50"]
     short = gradebook('Student,ID,Section,Tiny (1)\n    Points Possible,,,10\n"Only, Name"\n"Doe, Jane",1234\n')
     filled, _ = write_gradebook(short, "Tiny (1)", jane, 6.0, out)  # rows a spreadsheet saved without their empty cells
     assert filled == jane and read_rows(out)[2:] == [["Only, Name", "", "", ""], ["Doe, Jane", "1234", "", "6.67"]]

@@ -41,6 +41,13 @@ def test_participants_are_named_by_their_email_address():
         sheet.student("12349", "Sue Shy")
 
 
+def test_an_address_with_a_quoted_at_sign_keeps_its_whole_local_part(tmp_path):
+    """An address's local part may hold a quoted "@" (RFC 5321): the domain starts after the last one."""
+    sheet = read_worksheet(write(tmp_path / "sheet.csv", 'Identifier,Full name,Email address\n'
+                                                         'Participant 1,A B,"""a@b""@x.example"\n'))
+    assert sheet.participants["1"].student == "a-b-"
+
+
 def test_names_are_compared_as_moodle_writes_them_into_folders():
     assert same_person("John ORoe", "John O'Roe")  # punctuation dropped
     assert same_person("jane  DOE", "Jane Doe")
@@ -217,20 +224,21 @@ def test_grades_are_written_as_moodle_reads_them(course, tmp_path):
                                           "Participant 2,B B,b@x.example,50.00,100.00\n"  # graded in Moodle before
                                           "Participant 3,C C,c@x.example,,none\n"
                                           "Participant 4,D D,d@x.example,,6\n"
-                                          "Participant 5,E E,e@x.example,,0.00\n")
+                                          "Participant 5,E E,e@x.example,,0.00\n"
+                                          "Participant 6,F F,f@x.example,,1\n")  # the smallest maximum
     for student, number, written in (("a", "1", 1.0), ("b", "2", 1.0), ("c", "3", 1.0), ("d", "4", 2.0),
-                                     ("e", "5", 1.0)):
+                                     ("e", "5", 1.0), ("f", "6", 1.0)):
         graded(course, student, 2.0)
         collected(course, student, number)
         grade_written_answer(course, student, written)  # d: 2 of 1 point, extra credit given by hand
     moodle = moodle_files(course, "tiny", read_worksheet(sheet))
-    assert [r["Grade"] for r in read_sheet(moodle.grades)] == ["10,00", "100.00", "", "7.00", ""]
+    assert [r["Grade"] for r in read_sheet(moodle.grades)] == ["10,00", "100.00", "", "7.00", "", "1.00"]
     assert moodle.notes == [
-        "grades scaled to Moodle's maximum grade 10, 100 (the assignment's maximum: 6)",
+        "grades scaled to Moodle's maximum grade 1, 10, 100 (the assignment's maximum: 6)",
         "left blank, Moodle's maximum grade unreadable: c ('none'), e ('0.00')",
         "above Moodle's maximum grade, which its upload skips: d",
         "replaced a grade already in the worksheet: b (was 50.00)",
-        "no feedback page (run feedback tiny): a, b, d",
+        "no feedback page (run feedback tiny): a, b, d, f",
     ]
 
 
