@@ -89,8 +89,8 @@ def dot_product_attention(
     ``Q``: ``(B, ..., q, d)``, ``K``: ``(B, ..., k, d)``, ``V``: ``(B, ..., k, v)``;
     ``valid_lens`` as in :func:`masked_softmax`; ``causal`` lets query ``i`` (the last
     ``q`` of ``k`` positions) see keys up to its own position. Without ``need_weights``
-    the weights are ``None`` and a fused kernel runs (on a CPU, for up to 24 keys, the
-    faster :class:`_ExplicitAttention`).
+    the weights are ``None`` and a fused kernel runs (on a CPU, for up to 24 keys and
+    outside ``torch.compile``, the faster :class:`_ExplicitAttention`).
     Introduced in: The Transformer (attention).
     """
     q, k = Q.shape[-2], K.shape[-2]
@@ -107,7 +107,8 @@ def dot_product_attention(
             valid_lens = _causal_lens(q, k, Q.device).expand(Q.shape[0], q)
         weights = masked_softmax(scores, valid_lens)  # (B, ..., q, k)
         return F.dropout(weights, dropout_p) @ V, weights  # (B, ..., q, v)
-    explicit = Q.device.type == "cpu" and k <= _EXPLICIT_MAX_KEYS
+    # Under torch.compile, inductor fuses the kernel's own decomposition instead.
+    explicit = Q.device.type == "cpu" and k <= _EXPLICIT_MAX_KEYS and not torch.compiler.is_compiling()
     if explicit and fast_causal:
         valid_lens, fast_causal = _causal_lens(q, k, Q.device).expand(Q.shape[0], q), False
     masked = None

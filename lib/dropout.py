@@ -8,7 +8,8 @@ regularizes. :func:`keep_mask` draws one 64-bit number per four elements and com
 each 16-bit quarter with a threshold (65 us in all), so the probability of dropping is ``p``
 rounded to a multiple of ``1/65536`` (``0.1`` becomes ``0.100006``); the survivors are
 scaled by ``1 / (1 - that probability)``, so the expected output still equals the input.
-Other devices use ``torch.nn.functional.dropout``.
+Other devices, and code that ``torch.compile`` traces (its random-number kernels fuse
+into the compiled code), use ``torch.nn.functional.dropout``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def dropout(X: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``F.dropout`` semantics; on a CPU the mask comes from :func:`keep_mask` (The Transformer)."""
     if not training or p == 0.0:
         return X
-    if X.device.type != "cpu" or not X.is_floating_point() or p >= 1.0:
+    if X.device.type != "cpu" or not X.is_floating_point() or p >= 1.0 or torch.compiler.is_compiling():
         return F.dropout(X, p, training)
     return X * keep_mask(X.shape, p, X.dtype)
 
