@@ -445,6 +445,21 @@ def test_check_records_plain_values_as_typed_data(tmp_path, monkeypatch):
                                        {"kind": "sequence", "items": [{"kind": "float", "value": 2.0},
                                                                       {"kind": "str", "value": "x"}]}]},
         {"kind": "unsupported", "type": "dict"}]
+    criteria = [json.loads(line)["criteria"] for line in (tmp_path / RECORDS_FILE).read_text().splitlines()]
+    assert criteria[0] == {"rtol": 1e-4, "atol": 1e-6, "at_least": None, "at_most": None, "measure": None,
+                           "measure_args": None}  # the tolerances a check without its own is graded with
+
+
+def test_expect_and_arrays_that_need_pickling_are_recorded_as_such(tmp_path, monkeypatch):
+    from autograder.checks import expect
+    from autograder.reference import is_expectation
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    expect("v", 1.5)
+    check("objects", np.array([{"a": 1}], dtype=object))  # saving it would need pickle, which the grader never loads
+    made, objects = [json.loads(line) for line in (tmp_path / RECORDS_FILE).read_text().splitlines()]
+    assert is_expectation(made) and made["value"] == {"kind": "float", "value": 1.5}
+    assert not is_expectation(objects) and objects["value"]["kind"] == "unsupported"
 
 
 # --------------------------------------------------------------------------- cgroups
@@ -553,8 +568,12 @@ def test_plain_answers_are_copies_of_the_base_types():
     array = plain(np.ones(3).view(RiggedArray))
     assert type(tensor) is torch.Tensor and float((tensor - torch.zeros(3)).sum()) == 3.0
     assert type(array) is np.ndarray and float((array - np.zeros(3)).sum()) == 3.0
-    values += 1  # the caller's tensor changes later: the plain copy does not
-    assert tensor.tolist() == [1.0, 1.0, 1.0]
+    source = np.ones(3)
+    copied = plain(source.view(RiggedArray))
+    values += 1  # the caller's tensor and array change later: the plain copies do not
+    source += 1
+    assert tensor.tolist() == [1.0, 1.0, 1.0] and copied.tolist() == [1.0, 1.0, 1.0]
+    assert plain(True) is True and plain(False) is False
     assert plain((tensor, [2.5, None]))[1] == [2.5, None]
     with pytest.raises(TypeError, match="got object"):
         plain(object())
