@@ -218,6 +218,13 @@ def test_load_image_data_offline():
     assert torch.equal(X_test, D.digits_tensors()[2]) and torch.equal(y_test, D.digits_tensors()[3])
 
 
+def test_batch_size_one_is_allowed():
+    data = D.load_image_data(batch_size=1, source="offline")
+    X, y = next(iter(data.test))
+    assert X.shape == (1, 1, 8, 8) and y.shape == (1,)
+    assert len(data.test) == 360
+
+
 def test_seeded_shuffling_is_reproducible():
     def first_epoch(seed):
         return all_batches(D.load_image_data(batch_size=64, source="offline", seed=seed).train)[1]
@@ -416,6 +423,26 @@ def test_wrong_image_size_is_a_cache_error(tmp_path, offline_network):
     write_cache(tmp_path, files)
     with pytest.raises(D.DataCacheError, match=r"unexpected shapes \(3, 8, 8\)"):
         D.load_image_data(source="download", root=tmp_path)
+
+
+@pytest.mark.parametrize("train,n", [(True, 60_001), (False, 10_001)])
+def test_more_records_than_fashion_mnist_has_are_a_cache_error(tmp_path, offline_network, train, n):
+    """Fashion-MNIST has 60,000 training and 10,000 test images: one more is not that data set."""
+    files = raw_files()
+    files[FILES[train][0]] = idx_images(torch.zeros(n, 28, 28, dtype=torch.uint8))
+    files[FILES[train][1]] = idx_labels(torch.zeros(n, dtype=torch.int64))
+    write_cache(tmp_path, files)
+    with pytest.raises(D.DataCacheError, match=rf"unexpected shapes \({n}, 28, 28\)"):
+        D.fashion_mnist_tensors(tmp_path)
+
+
+def test_a_full_size_test_split_is_accepted(tmp_path, offline_network):
+    files = raw_files()
+    files[FILES[False][0]] = idx_images(torch.zeros(10_000, 28, 28, dtype=torch.uint8))
+    files[FILES[False][1]] = idx_labels(torch.zeros(10_000, dtype=torch.int64))
+    write_cache(tmp_path, files)
+    X_test = D.fashion_mnist_tensors(tmp_path)[2]
+    assert X_test.shape == (10_000, 1, 28, 28)
 
 
 def test_partial_cache_with_network_down_falls_back_naming_it(tmp_path, capsys, offline_network):

@@ -59,6 +59,19 @@ def test_resolve_device_cuda_with_cuda():
         resolve_device(f"cuda:{count}")
 
 
+def test_cuda_checks_with_one_simulated_gpu(monkeypatch):
+    """The CUDA branches on any machine: torch is made to report one GPU (no kernel runs)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device() == torch.device("cuda:0")
+    assert resolve_device("cuda") == torch.device("cuda")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=r"device 'cuda:1' requested but only 1 GPU\(s\) exist"):
+        resolve_device("cuda:1")
+    assert try_gpu() == torch.device("cuda:0")
+    assert try_gpu(1) == torch.device("cpu")
+
+
 def test_try_gpu_matches_d2l():
     d2l = pytest.importorskip("d2l.torch")
     for i in (0, 1, 7):
@@ -83,6 +96,16 @@ def test_seed_everything_makes_runs_reproducible():
     big = draws()
     seed_everything(2**40)
     assert draws() == big
+
+
+def test_seed_everything_seeds_each_library_as_its_own_seeding_does():
+    for seed in (0, 123, 2**32 - 1):  # 0 is a valid seed, and the most common one
+        seed_everything(seed)
+        assert random.random() == random.Random(seed).random()
+        assert np.random.rand(3).tolist() == np.random.RandomState(seed).rand(3).tolist()
+        assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(seed)))
+    seed_everything(2**32 + 5)  # NumPy's seeds end at 2**32: larger ones are accepted too
+    assert random.random() == random.Random(2**32 + 5).random()
 
 
 def test_seed_everything_leaves_the_environment_alone():

@@ -73,3 +73,34 @@ def test_other_devices_use_torch_dropout():
     ours = dropout(x, 0.2)
     torch.cuda.manual_seed(3)
     torch.testing.assert_close(ours, torch.nn.functional.dropout(x, 0.2))
+
+
+def test_smallest_probability_drops_one_16_bit_value_in_65536():
+    """``p = 1/65536`` drops exactly one of the 65536 values a 16-bit draw takes, not two."""
+    torch.manual_seed(4)
+    n = 1 << 22
+    dropped = int((keep_mask((n,), 1 / 65536) == 0).sum())
+    assert 40 < dropped < 96  # Poisson, mean n / 65536 = 64 and sd 8; two values would give 128
+
+
+def test_mask_draws_one_64_bit_number_per_four_elements():
+    """The cost the module docstring states: ``n`` elements take ``ceil(n / 4)`` 64-bit draws."""
+    for n, words in ((8, 2), (5, 2), (1, 1)):
+        torch.manual_seed(7)
+        keep_mask((n,), 0.3)
+        after_mask = torch.rand(4)
+        torch.manual_seed(7)
+        torch.empty(words, dtype=torch.int64).random_(-(2**63), None)
+        assert torch.equal(torch.rand(4), after_mask), n
+
+
+def test_inplace_module_matches_nn_dropout_inplace():
+    """``inplace=True`` keeps ``nn.Dropout``'s behaviour: torch's mask, written into the input."""
+    x = torch.randn(30, 40)
+    ours, theirs = x.clone(), x.clone()
+    torch.manual_seed(5)
+    out = Dropout(0.3, inplace=True)(ours)
+    torch.manual_seed(5)
+    nn.Dropout(0.3, inplace=True)(theirs)
+    assert out is ours
+    assert torch.equal(ours, theirs) and not torch.equal(ours, x)

@@ -64,6 +64,14 @@ def test_elbo_ignores_impossible_states_that_q_avoids():
     torch.testing.assert_close(em.elbo(q, log_joint), torch.tensor(math.log(0.4), dtype=D))
 
 
+def test_elbo_shape_errors():
+    q = torch.full((4, 3), 1 / 3, dtype=D)
+    with pytest.raises(ValueError, match="same shape"):
+        em.elbo(q, torch.zeros(4, 2, dtype=D))
+    with pytest.raises(ValueError, match="same shape"):
+        em.elbo(torch.tensor(1.0, dtype=D), torch.tensor(0.0, dtype=D))  # no K dimension
+
+
 # --------------------------------------------------------------- Gaussian mixture
 def test_gmm_log_likelihood_matches_scipy():
     X, w, m, v = random_gmm(40, 3, 2, 0)
@@ -129,3 +137,20 @@ def test_gmm_shape_errors():
         em.gmm_log_likelihood(X, w, m[:, :2], v)
     with pytest.raises(ValueError):
         em.init_gmm(X, 11)
+    # one parameter of the wrong size is enough, whichever it is
+    for args in ((w, m, v[:, :2]), (torch.full((3,), 1 / 3, dtype=D), m, v)):
+        with pytest.raises(ValueError, match="expected weights"):
+            em.gmm_log_joint(X, *args)
+
+
+@pytest.mark.parametrize("K", [1, 10])
+def test_init_gmm_uniform_weights_distinct_points_and_the_data_variance(K):
+    """Any ``K`` from 1 to ``n`` is valid; the start variance is the maximum-likelihood one (ddof 0)."""
+    X, *_ = random_gmm(10, 2, 3, 0)
+    params = em.init_gmm(X, K, seed=1)
+    torch.testing.assert_close(params.weights, torch.full((K,), 1 / K, dtype=D))
+    rows = [tuple(r) for r in X.tolist()]
+    means = [tuple(r) for r in params.means.tolist()]
+    assert set(means) <= set(rows) and len(set(means)) == K
+    expected = torch.from_numpy(np.var(X.numpy(), axis=0, ddof=0)).expand(K, -1)
+    torch.testing.assert_close(params.variances, expected)

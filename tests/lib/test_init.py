@@ -118,3 +118,19 @@ def test_in_place_on_parameters(fn):
 def test_kaiming_zero_element_tensor_is_a_no_op():
     t = torch.empty(0, 5)
     assert init.kaiming_normal_(t) is t
+
+
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [(init.xavier_uniform_, nn.init.xavier_uniform_), (init.xavier_normal_, nn.init.xavier_normal_),
+     (init.kaiming_normal_, nn.init.kaiming_normal_)],
+)
+def test_default_arguments_draw_what_torch_defaults_draw(ours, theirs):
+    """Without gain, a, mode or nonlinearity: torch's defaults (gain 1; leaky ReLU, a=0, fan_in)."""
+    assert torch.equal(_draw(ours, (16, 3, 5, 5)), _draw(theirs, (16, 3, 5, 5)))
+
+
+def test_kaiming_single_element_tensor_is_drawn():
+    """Only a tensor without elements is skipped; a 1 x 1 weight is drawn like torch draws it."""
+    t = _draw(init.kaiming_normal_, (1, 1))
+    assert torch.equal(t, _draw(nn.init.kaiming_normal_, (1, 1))) and t.item() != 0
