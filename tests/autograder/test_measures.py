@@ -115,8 +115,37 @@ def test_char_rnn_perplexity_agrees_with_torch_over_the_whole_text():
         char_rnn_perplexity(params[1:], characters=3000)
 
 
+def test_transformer_bleu_loads_the_parameters_by_name_and_refuses_another_model(monkeypatch):
+    import lib.transformer
+    from autograder.measures import _translation, transformer_bleu
+    from lib.transformer import Transformer, TransformerConfig
+
+    data = _translation(200, 50, 12, 64)
+    torch.manual_seed(1)
+    model = Transformer(len(data.src_vocab), len(data.tgt_vocab), TransformerConfig())
+    named = [[name, p.detach().numpy()] for name, p in model.named_parameters()]
+    evaluated = []  # what BLEU would be computed on: an untrained model scores 0 whatever it holds
+    monkeypatch.setattr(lib.transformer, "evaluate_bleu", lambda model, pairs, data: evaluated.append(
+        ({n: p.detach().clone() for n, p in model.named_parameters()}, pairs)) or 0.5)
+    shuffled = named[1::2] + named[::2]  # a student's modules may register them in another order
+    assert transformer_bleu(shuffled, num_train=200, num_test=50) == 0.5
+    (loaded, pairs), = evaluated
+    assert loaded.keys() == dict(named).keys() and pairs == data.test_pairs and len(pairs) == 50
+    assert all(torch.equal(loaded[n], torch.from_numpy(a)) for n, a in named)
+    renamed = [["encoder.blks.0.norm1.ln.weight" if n == "encoder.blks.0.addnorm1.ln.weight" else n, a]
+               for n, a in named]
+    with pytest.raises(MeasureError, match=r"missing \['encoder.blks.0.addnorm1.ln.weight'\], "
+                                           r"unexpected \['encoder.blks.0.norm1.ln.weight'\]"):
+        transformer_bleu(renamed, num_train=200, num_test=50)
+    narrow = [[n, a[..., :1] if n == "decoder.dense.weight" else a] for n, a in named]
+    with pytest.raises(MeasureError, match=r"missing \[\], unexpected \[\], wrong shapes \['decoder.dense.weight'\]"):
+        transformer_bleu(narrow, num_train=200, num_test=50)
+    with pytest.raises(MeasureError, match=r"\[name, tensor\] pairs"):
+        transformer_bleu([a for _, a in named], num_train=200, num_test=50)
+
+
 @pytest.mark.slow
-def test_transformer_bleu_loads_the_parameters_by_name():
+def test_transformer_bleu_of_a_trained_model():
     from autograder.measures import _translation, transformer_bleu
     from lib.transformer import Transformer, TransformerConfig, evaluate_bleu, train_seq2seq
 
@@ -127,12 +156,4 @@ def test_transformer_bleu_loads_the_parameters_by_name():
     expected = evaluate_bleu(model, data.test_pairs, data)
     assert expected > 0.02
     named = [[name, p.detach().numpy()] for name, p in model.named_parameters()]
-    shuffled = named[1::2] + named[::2]  # a student's modules may register them in another order
-    assert transformer_bleu(shuffled, num_train=200, num_test=50) == expected
-    renamed = [["encoder.blks.0.norm1.ln.weight" if n == "encoder.blks.0.addnorm1.ln.weight" else n, a]
-               for n, a in named]
-    with pytest.raises(MeasureError, match=r"missing \['encoder.blks.0.addnorm1.ln.weight'\], "
-                                           r"unexpected \['encoder.blks.0.norm1.ln.weight'\]"):
-        transformer_bleu(renamed, num_train=200, num_test=50)
-    with pytest.raises(MeasureError, match=r"\[name, tensor\] pairs"):
-        transformer_bleu([a for _, a in named], num_train=200, num_test=50)
+    assert transformer_bleu(named[::-1], num_train=200, num_test=50) == expected
