@@ -70,6 +70,25 @@ def test_models_that_cannot_be_measured_are_refused(params, reason):
         linear_image_accuracy(params)
 
 
+def test_the_largest_models_allowed_are_measured_and_non_finite_ones_score_zero(digits):
+    _, (_, y_test) = digits
+
+    def zeros(*shape):
+        return np.zeros(shape, np.float32)
+
+    def share(label: int) -> float:
+        return float((y_test[:2000] == label).float().mean())
+
+    deep = [zeros(64, 10), zeros(10)] + [zeros(10, 10), zeros(10)] * 11  # 12 layers, the most allowed
+    wide = [zeros(64, 1024), zeros(1024), zeros(1024, 10), zeros(10)]  # 1024 units, the widest allowed
+    for params in (deep, wide):  # every logit ties: argmax says 0
+        assert standardized_relu_mlp_accuracy(params) == pytest.approx(share(0))
+    logits = np.full(10, -5.0, np.float32)
+    logits[3] = -1.0  # all negative: no ReLU after the last layer, so 3 still ranks first
+    assert standardized_relu_mlp_accuracy([zeros(64, 10), zeros(10), zeros(10, 10), logits]) == pytest.approx(share(3))
+    assert linear_image_accuracy([zeros(64, 10), np.full(10, np.nan, np.float32)]) == 0.0
+
+
 def test_threshold_applies_to_the_measured_accuracy_not_to_a_reported_number(digits):
     W, b = least_squares_classifier(digits)
     reference = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="linear_image_accuracy")
