@@ -1,5 +1,7 @@
 """autograder/measures.py: training quality measured by the grader from recorded parameters."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -89,6 +91,29 @@ def test_the_largest_models_allowed_are_measured_and_non_finite_ones_score_zero(
     assert linear_image_accuracy([zeros(64, 10), np.full(10, np.nan, np.float32)]) == 0.0
 
 
+def test_784_inputs_are_measured_on_fashion_mnist_from_the_first_10000_training_images(monkeypatch):
+    """The grader's own Fashion-MNIST cache (faked here): standardised with the statistics of the first
+    10,000 training images, accuracy over the first 2,000 test images."""
+    import lib.data
+    from autograder import measures
+
+    g = torch.Generator().manual_seed(0)
+    X_train = torch.rand(10_001, 1, 28, 28, generator=g)
+    X_train[10_000] = 1000.0  # one image past the first 10,000 that would move the mean and the spread
+    X_test = torch.full((2_001, 1, 28, 28), 0.55)  # pixel 0: above the training mean (0.5), below 0.6
+    y_test = torch.ones(2_001, dtype=torch.int64)
+    y_test[2_000] = 0  # past the first 2,000: not counted
+    fake = (X_train, torch.zeros(10_001, dtype=torch.int64), X_test, y_test)
+    monkeypatch.setattr(lib.data, "fashion_mnist_tensors", lambda download=True: fake)
+    monkeypatch.setattr(measures, "_images", functools.cache(measures._images.__wrapped__))
+    W = np.zeros((784, 10), np.float32)
+    W[0, 1] = 1.0  # class 1 when pixel 0 is above the training mean, else class 0 (the bias)
+    assert standardized_relu_mlp_accuracy([W, np.zeros(10, np.float32)]) == 1.0
+    raw = np.zeros((784, 10), np.float32)
+    raw[0, 1] = 1.0  # on raw pixels 0.55 > 0: every test image is class 1, the 2,001st too
+    assert linear_image_accuracy([raw, np.zeros(10, np.float32)]) == pytest.approx(2000 / 2001)
+
+
 def test_threshold_applies_to_the_measured_accuracy_not_to_a_reported_number(digits):
     W, b = least_squares_classifier(digits)
     reference = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="linear_image_accuracy")
@@ -132,6 +157,12 @@ def test_char_rnn_perplexity_agrees_with_torch_over_the_whole_text():
         char_rnn_perplexity(big)
     with pytest.raises(MeasureError, match="4 arrays per RNN layer"):
         char_rnn_perplexity(params[1:], characters=3000)
+    largest = nn.RNN(vocab_size, 256, 3)  # the most a measure evaluates
+    zero_head = [np.zeros((vocab_size, 256), np.float32), np.zeros(vocab_size, np.float32)]
+    uniform = char_rnn_perplexity([p.detach().numpy() for p in largest.parameters()] + zero_head, characters=200)
+    assert uniform == pytest.approx(vocab_size, rel=1e-5)  # all logits 0: every character equally likely
+    with pytest.raises(MeasureError, match="0 units"):
+        char_rnn_perplexity(params[:-2] + [np.zeros(vocab_size, np.float32), params[-1]], characters=3000)
 
 
 def test_transformer_bleu_loads_the_parameters_by_name_and_refuses_another_model(monkeypatch):
