@@ -22,6 +22,12 @@ from autograder.source import Assignment, without_reference
 MISSING_ANSWER = 'raise NotImplementedError("answer cell {gid!r} is missing from the submission")'
 
 
+def missing_answer_note(gid: str) -> str:
+    """The note for an answer cell the submission lacks; grade and the gradebook look for it
+    whole (an id can be part of another, ``mean`` of ``q_mean``)."""
+    return f"answer cell {gid!r} is missing from the submission"
+
+
 class WrongAssignmentError(ValueError):
     """The submission contains none of the assignment's answer cells."""
 
@@ -74,7 +80,7 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
         if gid in assignment.answer_ids and is_answer(source_cell):
             student = answers.get(gid)
             if student is None or student.cell_type != source_cell.cell_type:
-                notes.append(f"answer cell {gid!r} is missing from the submission")
+                notes.append(missing_answer_note(gid))
                 cell.source = MISSING_ANSWER.format(gid=gid) if cell.cell_type == "code" else ""
             else:
                 cell.source = student.get("source", "")

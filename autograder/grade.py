@@ -29,7 +29,7 @@ from typing import Any
 import nbformat
 from tqdm import tqdm
 
-from autograder.assemble import WrongAssignmentError, assemble
+from autograder.assemble import WrongAssignmentError, assemble, missing_answer_note
 from autograder.cells import read_executed
 from autograder.collect import submission_time
 from autograder.config import Course
@@ -264,7 +264,7 @@ def _prepare(assignment: Assignment, student: str, path: Path | None, course: Co
         result.problems.append(str(exc))
         return result, None
     result.notes += notes + more_notes
-    if any("missing" in n for n in more_notes):
+    if any(missing_answer_note(gid) in more_notes for gid in assignment.answer_ids):
         result.status = "problem"
         result.problems.append("answer cells are missing from the submission")
     if findings := scan(runnable):

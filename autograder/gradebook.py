@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from nbgrader.api import Gradebook, MissingEntry
 
+from autograder.assemble import missing_answer_note
 from autograder.config import Course, ensure_tools_on_path
 from autograder.results import SubmissionResult
 from autograder.source import Assignment
@@ -59,8 +60,7 @@ class GradebookWriter:
                 comment = gb.find_comment(gid, assignment.name, assignment.name, result.student)
             except MissingEntry:
                 continue
-            missing = any(gid in note and "missing" in note for note in result.notes)
-            comment.auto_comment = "No response." if missing else None
+            comment.auto_comment = "No response." if missing_answer_note(gid) in result.notes else None
         gb.db.commit()
 
     def has_submission(self, assignment: str, student: str) -> bool:

@@ -9,7 +9,9 @@ import pytest
 
 from autograder.cli import due_time
 from autograder.export import export
-from tests.autograder.conftest import graded
+from autograder.gradebook import GradebookWriter
+from autograder.source import load_assignment
+from tests.autograder.conftest import grade_written_answer, graded
 
 
 def read_rows(csv_path) -> dict[str, dict[str, str]]:
@@ -133,3 +135,35 @@ def test_another_gradebook_is_an_error_not_a_sheet_of_zeros(course, tmp_path):
     with pytest.raises(ValueError, match="holds no grades of 'tiny'"):
         export(course, "tiny")
     assert not (course.exports / "tiny.csv").exists()
+
+
+def test_a_written_answer_is_pending_until_graded_and_its_grade_survives_grading_again(course):
+    result = graded(course, "amy", 2.0)
+    row = read_rows(export(course, "tiny")[0])["amy"]
+    assert [row[k] for k in ("q_mean", "total", "needs_manual_grading", "pending_points")] == ["", "5", "True", "1"]
+    grade_written_answer(course, "amy", 0.5)
+    with GradebookWriter(course) as gb:  # graded again (a fixed test, say): the instructor's grade stays
+        gb.record(load_assignment(course, "tiny"), result)
+    row = read_rows(export(course, "tiny")[0])["amy"]
+    assert [row[k] for k in ("q_mean", "total", "needs_manual_grading", "pending_points")] == ["0.5", "5.5", "False", "0"]
+
+
+def test_a_submission_graded_as_collected_has_no_newer_one(course):
+    result = graded(course, "amy", 2.0)
+    submitted_at(course, "amy", datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc))
+    result.submitted_at = "2026-12-01T12:00:00+00:00"  # what grade read from timestamp.txt
+    result.save(course.autograded / "amy" / "tiny" / "result.json")
+    row = read_rows(export(course, "tiny")[0])["amy"]
+    assert row["submitted_at"] == "2026-12-01 12:00:00 UTC" and row["problems"] == ""
+
+
+def test_the_report_lists_every_submission_under_its_plots(course):
+    graded(course, "graded", 2.0)
+    graded(course, "cleaned", 2.0)
+    (course.autograded / "cleaned").rename(course.root / "gone")  # scores from the gradebook only
+    (course.submitted / "late" / "tiny").mkdir(parents=True)
+    (course.submitted / "late" / "tiny" / "tiny.ipynb").write_text("{}")
+    page = export(course, "tiny")[1].read_text()
+    assert page.count("src='data:image/png;base64,iVBORw0KGgo") == 2  # the PNG signature: real images
+    assert "<tr><td>late</td><td>0</td><td>not graded</td><td></td><td></td><td>0.0</td>" in page
+    assert "<tr><td>cleaned</td><td>5</td><td>graded</td><td></td><td></td><td>0.0</td>" in page

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from nbgrader.api import Gradebook
 
 from autograder.config import Course
 from autograder.feedback import feedback
@@ -11,6 +12,7 @@ from autograder.records import CheckResult
 from autograder.release import release
 from autograder.results import CellScore, SubmissionResult
 from autograder.source import load_assignment
+from tests.autograder.conftest import grade_written_answer, graded
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_RECORDED = "not recorded: the test stopped before this check (see the error above)"
@@ -48,3 +50,78 @@ def test_another_gradebook_is_an_error_not_pages_without_manual_grades(course):
         course.autograded / "dan" / "tiny" / "result.json")
     with pytest.raises(ValueError, match="holds no grades of 'tiny'"):
         feedback(course, "tiny")
+
+
+def test_the_page_shows_the_gradebooks_scores_and_the_instructors_comment(course):
+    """Scores come from the gradebook (a written answer is open until graded by hand, then
+    its score and comment show); feedback can be written again after grading."""
+    result = graded(course, "amy", 2.0)
+    result.submitted_at = "2026-12-01T12:00:05+00:00"
+    result.save(course.autograded / "amy" / "tiny" / "result.json")
+    [page] = feedback(course, "tiny")
+    text = page.read_text()
+    assert "<h1>tiny: 5 / 6</h1>" in text and "Student <b>amy</b>, submitted 2026-12-01 12:00:05 UTC." in text
+    assert "<td class=pass>2 / 2</td>" in text and "<td class=open>awaiting grading</td>" in text
+    grade_written_answer(course, "amy", 0.5)
+    with Gradebook(course.db_url, "dl-course") as gb:
+        gb.find_comment("q_mean", "tiny", "tiny", "amy").manual_comment = "Say why the mean is taken over rows."
+        gb.db.commit()
+    [page] = feedback(course, "tiny")  # again, into the folder of the first page
+    text = page.read_text()
+    assert "<h1>tiny: 5.5 / 6</h1>" in text and "<td class=fail>0.5 / 1</td>" in text
+    assert "<li>instructor: Say why the mean is taken over rows.</li>" in text
+
+
+def test_a_page_without_a_submission_time_and_scores_in_thirds(course):
+    """A score of 2/3 reads 0.67 (rounded, never cut to a whole number); no time, no ", submitted"."""
+    result = SubmissionResult("ben", "tiny", "graded", cells=[
+        CellScore("test_double", "auto", 2.0, 2 / 3, [CheckResult(f"double/{i}", i == 0) for i in range(3)])])
+    result.save(course.autograded / "ben" / "tiny" / "result.json")
+    release(course, "tiny")
+    with GradebookWriter(course) as gb:
+        gb.record(load_assignment(course, "tiny"), result)
+    [page] = feedback(course, "tiny")
+    text = page.read_text()
+    assert "<h1>tiny: 0.67 / 6</h1>" in text and "<td class=fail>0.67 / 2</td>" in text
+    assert "Student <b>ben</b>. Each test" in text
+
+
+def test_two_checks_a_stopped_test_never_reached_are_one_line(course):
+    result = SubmissionResult("dan", "tiny", "graded", cells=[
+        CellScore("test_mean", "auto", 3.0, 1.0, [CheckResult("mean/0", True)]
+                  + [CheckResult(f"mean/{i}", False, NOT_RECORDED) for i in (1, 2)], "NameError: name 'x' is not defined")])
+    result.save(course.autograded / "dan" / "tiny" / "result.json")
+    release(course, "tiny")
+    with GradebookWriter(course) as gb:
+        gb.record(load_assignment(course, "tiny"), result)
+    [page] = feedback(course, "tiny")
+    text = page.read_text()
+    assert ("<ul><li>the cell raised <code>NameError: name &#x27;x&#x27; is not defined</code></li>"
+            "<li>none of its 2 checks was reached</li></ul>") in text and NOT_RECORDED not in text
+
+
+def test_a_missing_written_answer_reads_no_response_and_no_other_does(course):
+    """grade notes the answers a submission lacks; the gradebook's comment on that answer
+    (shown by formgrader and on this page) says "No response.", and on no other answer."""
+    release(course, "tiny")
+    with GradebookWriter(course) as gb:
+        for student, missing in (("nora", "q_mean"), ("dan", "double")):
+            result = SubmissionResult(student, "tiny", "graded", cells=[CellScore("q_mean", "manual", 1.0, None)],
+                                      notes=[f"answer cell {missing!r} is missing from the submission"])
+            result.save(course.autograded / student / "tiny" / "result.json")
+            gb.record(load_assignment(course, "tiny"), result)
+    pages = {p.parent.parent.name: p.read_text() for p in feedback(course, "tiny")}
+    assert "<li>instructor: No response.</li>" in pages["nora"]
+    assert "No response." not in pages["dan"]
+
+
+def test_a_missing_answer_leaves_no_comment_on_an_answer_whose_id_is_part_of_its_id(course):
+    """'mean' is part of 'q_mean': nora answered mean, so formgrader must not say "No response." there."""
+    release(course, "tiny")
+    result = SubmissionResult("nora", "tiny", "graded", cells=[CellScore("q_mean", "manual", 1.0, None)],
+                              notes=["answer cell 'q_mean' is missing from the submission"])
+    with GradebookWriter(course) as gb:
+        gb.record(load_assignment(course, "tiny"), result)
+    with Gradebook(course.db_url, "dl-course") as gb:
+        assert gb.find_comment("q_mean", "tiny", "tiny", "nora").auto_comment == "No response."
+        assert gb.find_comment("mean", "tiny", "tiny", "nora").auto_comment is None

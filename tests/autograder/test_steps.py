@@ -1,11 +1,13 @@
 """Fast tests of the individual steps: load, assemble, compare, release (collect: test_collect.py)."""
 
+import copy
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -17,12 +19,13 @@ from autograder.cells import grade_id
 from autograder.checks import ENV_VAR, RECORDS_FILE, check
 from autograder.config import Limits
 from autograder.execute import TamperedFileError, read_job_file
+from autograder.gradebook import GradebookWriter
 from autograder.load import SubmissionError, read_submission
 from autograder.records import CheckResult, compare
 from autograder.release import release
 from autograder.sandbox import Cgroup
 from autograder.source import SourceError, load_assignment
-from tests.autograder.conftest import SUBMISSIONS
+from tests.autograder.conftest import SUBMISSIONS, grade_written_answer, graded
 
 
 def npy(array):
@@ -95,6 +98,25 @@ def test_missing_answer_is_noted(course):
     placeholder = next(c.source for c in built.cells if grade_id(c) == "mean")
     with pytest.raises(NotImplementedError, match="answer cell 'mean' is missing from the submission"):
         exec(compile(placeholder, "placeholder", "exec"), {})  # valid Python that says what happened
+
+
+def test_only_a_missing_answer_makes_a_submission_a_problem_not_an_id_that_says_missing(course, tmp_path):
+    """An answer named ``missing_mean`` that appears twice is graded (first copy), not reported missing."""
+    from autograder.grade import _prepare
+
+    source = course.solutions / "tiny" / "tiny.ipynb"
+    source.write_text(source.read_text().replace('"grade_id": "mean"', '"grade_id": "missing_mean"'))
+    nb = nbformat.reads((SUBMISSIONS / "correct.ipynb").read_text().replace(
+        '"grade_id": "mean"', '"grade_id": "missing_mean"'), as_version=4)
+    answer = next(i for i, c in enumerate(nb.cells) if grade_id(c) == "missing_mean")
+    duplicate = copy.deepcopy(nb.cells[answer])
+    duplicate.id = "pasted-again"
+    nb.cells.insert(answer + 1, duplicate)
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    result, runnable = _prepare(load_assignment(course, "tiny"), "amy", path, course)
+    assert result.notes == ["answer cell 'missing_mean' appears more than once; the first one was graded"]
+    assert (result.status, result.problems, runnable is not None) == ("graded", [], True)
 
 
 def test_an_added_cell_runs_where_the_student_put_it(course):
@@ -340,6 +362,47 @@ def test_release_strips_solutions_and_hidden_tests(course):
     text = release(course, "tiny").read_text()
     assert "return 2 * x" not in text and "torch.randn(5, 3)" not in text and "Rows are examples" not in text
     assert json.loads(text)["cells"]
+
+
+def test_the_gradebook_knows_an_assignment_released_with_the_same_graded_cells(course):
+    """grade releases an assignment the gradebook lacks, or whose graded cells changed since."""
+    tiny = load_assignment(course, "tiny")
+    with GradebookWriter(course) as gb:
+        assert not gb.has_assignment(tiny)
+    release(course, "tiny")
+    with GradebookWriter(course) as gb:
+        assert gb.has_assignment(tiny)
+        assert not gb.has_assignment(replace(tiny, graded_cells=tiny.graded_cells[:2]))
+
+
+def test_the_gradebook_gives_a_submissions_standing_with_the_instructors_grades(course):
+    """What grade reports after a run: the score with manual grades, and whether any answer still waits."""
+    graded(course, "amy", 2.0)
+    with GradebookWriter(course) as gb:
+        assert gb.has_submission("tiny", "amy") and not gb.has_submission("tiny", "ben")
+        assert gb.standing("tiny", "amy") == (5.0, True) and gb.scores("tiny") == {"amy": 5.0}
+    grade_written_answer(course, "amy", 0.5)
+    with GradebookWriter(course) as gb:
+        assert gb.standing("tiny", "amy") == (5.5, False) and gb.scores("tiny") == {"amy": 5.5}
+
+
+def test_a_released_notebook_lists_its_tests_and_answers_and_follows_edits_of_the_source(course):
+    """validate compares a student's notebook with these lists; a source fixed after a first
+    release is released again, not skipped as nbgrader does without force."""
+    path = release(course, "tiny")
+    assert nbformat.read(path, as_version=4).metadata["autograder"] == {
+        "assignment": "tiny", "tests": ["test_double", "test_mean"], "answers": ["double", "mean", "q_mean"]}
+    source = course.solutions / "tiny" / "tiny.ipynb"
+    source.write_text(source.read_text().replace("Write `double` and `mean`.", "Write `double`, then `mean`."))
+    assert "Write `double`, then `mean`." in release(course, "tiny").read_text()
+
+
+def test_a_source_nbgrader_cannot_release_names_the_exception_and_the_notebook(course):
+    source = course.solutions / "tiny" / "tiny.ipynb"
+    source.write_text(source.read_text().replace("### END SOLUTION", "", 1))  # an unclosed solution
+    with pytest.raises(SourceError) as error:
+        release(course, "tiny")
+    assert str(error.value) == f"nbgrader could not release tiny: RuntimeError: no end solution statement found (in {source})"
 
 
 def test_a_submission_that_keeps_killing_its_worker_is_retried_then_failed(course, monkeypatch):
