@@ -104,7 +104,8 @@ def test_784_inputs_are_measured_on_fashion_mnist_from_the_first_10000_training_
     y_test = torch.ones(2_001, dtype=torch.int64)
     y_test[2_000] = 0  # past the first 2,000: not counted
     fake = (X_train, torch.zeros(10_001, dtype=torch.int64), X_test, y_test)
-    monkeypatch.setattr(lib.data, "fashion_mnist_tensors", lambda download=True: fake)
+    served = []
+    monkeypatch.setattr(lib.data, "fashion_mnist_tensors", lambda download=True: served.append(download) or fake)
     monkeypatch.setattr(measures, "_images", functools.cache(measures._images.__wrapped__))
     W = np.zeros((784, 10), np.float32)
     W[0, 1] = 1.0  # class 1 when pixel 0 is above the training mean, else class 0 (the bias)
@@ -112,6 +113,7 @@ def test_784_inputs_are_measured_on_fashion_mnist_from_the_first_10000_training_
     raw = np.zeros((784, 10), np.float32)
     raw[0, 1] = 1.0  # on raw pixels 0.55 > 0: every test image is class 1, the 2,001st too
     assert linear_image_accuracy([raw, np.zeros(10, np.float32)]) == pytest.approx(2000 / 2001)
+    assert served == [False]  # read once from the cache, never downloaded while grading
 
 
 def test_threshold_applies_to_the_measured_accuracy_not_to_a_reported_number(digits):
