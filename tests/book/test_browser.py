@@ -29,7 +29,7 @@ import nbformat
 import pytest
 import yaml
 
-from tests.book.conftest import ROOT, book_root, toc_pages
+from tests.book.conftest import BOOK_BUILD_TIMEOUT, ROOT, book_root, toc_pages
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -64,6 +64,7 @@ CHROMIUM = _chromium()
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
+    pytest.mark.timeout(BOOK_BUILD_TIMEOUT),  # the first test here may build the book
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium at /usr/bin/chromium: `make chromium` (as root) installs Debian's"),
     pytest.mark.skipif(not _has_playwright(), reason="the playwright Python package is not installed (requirements.txt)"),
 ]

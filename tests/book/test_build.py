@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.book.conftest import ROOT
+from tests.book.conftest import BOOK_BUILD_TIMEOUT, ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(BOOK_BUILD_TIMEOUT)]  # the first test here may build the book
 
 
 def toc_files() -> list[str]:
