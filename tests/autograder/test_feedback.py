@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
+from autograder.assemble import missing_answer_note
 from autograder.config import Course
 from autograder.feedback import feedback
 from autograder.gradebook import GradebookWriter
@@ -16,6 +17,16 @@ from tests.autograder.conftest import grade_written_answer, graded
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_RECORDED = "not recorded: the test stopped before this check (see the error above)"
+
+
+def graded_page(course: Course, result: SubmissionResult) -> str:
+    """The feedback page of ``result``, graded into the gradebook as ``grade`` would."""
+    result.save(course.autograded / result.student / result.assignment / "result.json")
+    release(course, result.assignment)
+    with GradebookWriter(course) as gb:
+        gb.record(load_assignment(course, result.assignment), result)
+    [page] = feedback(course, result.assignment)
+    return page.read_text()
 
 
 def test_graded_cells_know_their_part_of_the_assignment():
@@ -76,12 +87,7 @@ def test_a_page_without_a_submission_time_and_scores_in_thirds(course):
     """A score of 2/3 reads 0.67 (rounded, never cut to a whole number); no time, no ", submitted"."""
     result = SubmissionResult("ben", "tiny", "graded", cells=[
         CellScore("test_double", "auto", 2.0, 2 / 3, [CheckResult(f"double/{i}", i == 0) for i in range(3)])])
-    result.save(course.autograded / "ben" / "tiny" / "result.json")
-    release(course, "tiny")
-    with GradebookWriter(course) as gb:
-        gb.record(load_assignment(course, "tiny"), result)
-    [page] = feedback(course, "tiny")
-    text = page.read_text()
+    text = graded_page(course, result)
     assert "<h1>tiny: 0.67 / 6</h1>" in text and "<td class=fail>0.67 / 2</td>" in text
     assert "Student <b>ben</b>. Each test" in text
 
@@ -90,12 +96,7 @@ def test_two_checks_a_stopped_test_never_reached_are_one_line(course):
     result = SubmissionResult("dan", "tiny", "graded", cells=[
         CellScore("test_mean", "auto", 3.0, 1.0, [CheckResult("mean/0", True)]
                   + [CheckResult(f"mean/{i}", False, NOT_RECORDED) for i in (1, 2)], "NameError: name 'x' is not defined")])
-    result.save(course.autograded / "dan" / "tiny" / "result.json")
-    release(course, "tiny")
-    with GradebookWriter(course) as gb:
-        gb.record(load_assignment(course, "tiny"), result)
-    [page] = feedback(course, "tiny")
-    text = page.read_text()
+    text = graded_page(course, result)
     assert ("<ul><li>the cell raised <code>NameError: name &#x27;x&#x27; is not defined</code></li>"
             "<li>none of its 2 checks was reached</li></ul>") in text and NOT_RECORDED not in text
 
@@ -107,7 +108,7 @@ def test_a_missing_written_answer_reads_no_response_and_no_other_does(course):
     with GradebookWriter(course) as gb:
         for student, missing in (("nora", "q_mean"), ("dan", "double")):
             result = SubmissionResult(student, "tiny", "graded", cells=[CellScore("q_mean", "manual", 1.0, None)],
-                                      notes=[f"answer cell {missing!r} is missing from the submission"])
+                                      notes=[missing_answer_note(missing)])
             result.save(course.autograded / student / "tiny" / "result.json")
             gb.record(load_assignment(course, "tiny"), result)
     pages = {p.parent.parent.name: p.read_text() for p in feedback(course, "tiny")}
@@ -119,7 +120,7 @@ def test_a_missing_answer_leaves_no_comment_on_an_answer_whose_id_is_part_of_its
     """'mean' is part of 'q_mean': nora answered mean, so formgrader must not say "No response." there."""
     release(course, "tiny")
     result = SubmissionResult("nora", "tiny", "graded", cells=[CellScore("q_mean", "manual", 1.0, None)],
-                              notes=["answer cell 'q_mean' is missing from the submission"])
+                              notes=[missing_answer_note("q_mean")])
     with GradebookWriter(course) as gb:
         gb.record(load_assignment(course, "tiny"), result)
     with Gradebook(course.db_url, "dl-course") as gb:
