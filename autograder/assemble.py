@@ -19,8 +19,6 @@ import nbformat
 from autograder.cells import grade_id, is_answer
 from autograder.source import Assignment, without_reference
 
-MISSING_ANSWER = 'raise NotImplementedError("answer cell {gid!r} is missing from the submission")'
-
 
 def missing_answer_note(gid: str) -> str:
     """The note for an answer cell the submission lacks; grade and the gradebook look for it
@@ -81,7 +79,8 @@ def assemble(assignment: Assignment, submission: nbformat.NotebookNode) -> tuple
             student = answers.get(gid)
             if student is None or student.cell_type != source_cell.cell_type:
                 notes.append(missing_answer_note(gid))
-                cell.source = MISSING_ANSWER.format(gid=gid) if cell.cell_type == "code" else ""
+                # valid Python that says what happened, whatever the id holds
+                cell.source = f"raise NotImplementedError({missing_answer_note(gid)!r})" if cell.cell_type == "code" else ""
             else:
                 cell.source = student.get("source", "")
         elif cell.cell_type == "code":
