@@ -28,7 +28,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-from lib.dropout import keep_mask
+from lib.dropout import dropout, keep_mask
 
 # Up to this many keys per query a CPU trains attention faster with _ExplicitAttention than
 # with torch's fused kernel (forward and backward, 8 to 24 positions: 1.2x to 1.9x; from 32
@@ -89,8 +89,8 @@ def dot_product_attention(
     ``Q``: ``(B, ..., q, d)``, ``K``: ``(B, ..., k, d)``, ``V``: ``(B, ..., k, v)``;
     ``valid_lens`` as in :func:`masked_softmax`; ``causal`` lets query ``i`` (the last
     ``q`` of ``k`` positions) see keys up to its own position. Without ``need_weights``
-    the weights are ``None`` and a fused kernel runs (on a CPU, for up to 24 keys and
-    outside ``torch.compile``, the faster :class:`_ExplicitAttention`).
+    the weights are ``None`` and a fused kernel runs (on a CPU, for up to 24 keys, the
+    faster :class:`_ExplicitAttention`, or under ``torch.compile`` the textbook formula).
     Introduced in: The Transformer (attention).
     """
     q, k = Q.shape[-2], K.shape[-2]
@@ -101,14 +101,16 @@ def dot_product_attention(
         lens = _causal_lens(q, k, Q.device)  # (1, q)
         valid_lens = lens.expand(Q.shape[0], q) if valid_lens is None else torch.minimum(
             valid_lens.reshape(Q.shape[0], -1), lens)  # (B, q)
-    if need_weights:
+    short_on_cpu = Q.device.type == "cpu" and k <= _EXPLICIT_MAX_KEYS
+    # torch.compile keeps the fused kernel as one opaque call, as slow on a CPU as in eager
+    # mode; from the textbook formula inductor fuses the mask and softmax into one loop.
+    if need_weights or (short_on_cpu and torch.compiler.is_compiling()):
         scores = Q @ K.transpose(-2, -1) / math.sqrt(Q.shape[-1])  # (B, ..., q, k)
         if fast_causal:
             valid_lens = _causal_lens(q, k, Q.device).expand(Q.shape[0], q)
         weights = masked_softmax(scores, valid_lens)  # (B, ..., q, k)
-        return F.dropout(weights, dropout_p) @ V, weights  # (B, ..., q, v)
-    # Under torch.compile, inductor fuses the kernel's own decomposition instead.
-    explicit = Q.device.type == "cpu" and k <= _EXPLICIT_MAX_KEYS and not torch.compiler.is_compiling()
+        return dropout(weights, dropout_p) @ V, weights if need_weights else None  # (B, ..., q, v)
+    explicit = short_on_cpu
     if explicit and fast_causal:
         valid_lens, fast_causal = _causal_lens(q, k, Q.device).expand(Q.shape[0], q), False
     masked = None

@@ -196,6 +196,28 @@ def test_cpu_picks_the_explicit_kernel_only_for_short_sequences():
     assert kernel_of(limit + 1) != "_ExplicitAttentionBackward"
 
 
+def test_compiled_short_cpu_attention_uses_the_textbook_formula():
+    """Under torch.compile a short CPU attention is traced from its formula, not as the
+    fused kernel (inductor keeps that as one call, as slow as in eager mode), and gives
+    the same numbers as eager mode, padding and causal mask included."""
+    torch.manual_seed(14)
+    Q, K, V = (torch.randn(3, 2, 5, 4, requires_grad=True) for _ in range(3))
+    lens = torch.tensor([5, 2, 1])
+
+    def attend(Q, K, V, lens):
+        return dot_product_attention(Q, K, V, lens)[0] + dot_product_attention(Q, K, V, causal=True)[0]
+
+    explained = torch._dynamo.explain(attend)(Q, K, V, lens)
+    code = "".join(graph.code for graph in explained.graphs)
+    assert explained.graph_count == 1 and "matmul" in code and "scaled_dot_product_attention" not in code
+    expected = attend(Q, K, V, lens)
+    grads = torch.autograd.grad(expected.sum(), (Q, K, V))
+    compiled = torch.compile(attend, fullgraph=True)(Q, K, V, lens)
+    torch.testing.assert_close(compiled, expected)
+    for ours, theirs in zip(torch.autograd.grad(compiled.sum(), (Q, K, V)), grads, strict=True):
+        torch.testing.assert_close(ours, theirs)
+
+
 def test_masked_softmax_without_lens_is_plain_softmax():
     torch.manual_seed(10)
     X = torch.randn(2, 3, 5)

@@ -51,6 +51,19 @@ def test_same_seed_same_mask_and_gradient_uses_it():
     torch.testing.assert_close(x.grad, mask)
 
 
+def test_compiled_dropout_draws_the_same_mask_and_keeps_it_for_backward():
+    """Compiled code calls keep_mask as one operator: the same seed gives the same mask as
+    eager mode, and the backward pass uses that mask rather than drawing a new one."""
+    x = torch.randn(64, 10, 32, requires_grad=True)
+    torch.manual_seed(5)
+    eager = dropout(x, 0.3)
+    torch.manual_seed(5)
+    compiled = torch.compile(lambda x: dropout(x * 2, 0.3), fullgraph=True)(x)
+    assert torch.equal(compiled, eager * 2)
+    compiled.sum().backward()
+    torch.testing.assert_close(x.grad, 2 * (eager != 0) / (1 - round(0.3 * 65536) / 65536))
+
+
 def test_module_behaves_like_nn_dropout():
     layer = Dropout(0.4)
     assert isinstance(layer, nn.Dropout) and layer.p == 0.4
