@@ -88,9 +88,15 @@ def _encode(value: Any, directory: Path) -> dict[str, Any]:
 def _array_record(array, directory: Path, *, dtype: str, device: str, kind: str) -> dict[str, Any]:
     import numpy as np
 
+    if array.dtype.hasobject:  # saving it would need pickle, which the grader never loads
+        raise TypeError(f"an array of Python objects ({array.dtype}) cannot be recorded")
     _counter["n"] += 1
     filename = f"value-{os.getpid()}-{_counter['n']}.npy"
-    np.save(directory / filename, array, allow_pickle=False)
+    try:
+        np.save(directory / filename, array, allow_pickle=False)
+    except BaseException:  # a full disk or an interrupt: no half-written file stays behind
+        (directory / filename).unlink(missing_ok=True)
+        raise
     return {"kind": kind, "dtype": dtype, "device": device, "shape": list(array.shape), "file": filename}
 
 

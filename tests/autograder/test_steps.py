@@ -523,6 +523,21 @@ def test_expect_and_arrays_that_need_pickling_are_recorded_as_such(tmp_path, mon
     made, objects = [json.loads(line) for line in (tmp_path / RECORDS_FILE).read_text().splitlines()]
     assert is_expectation(made) and made["value"] == {"kind": "float", "value": 1.5}
     assert not is_expectation(objects) and objects["value"]["kind"] == "unsupported"
+    assert "Python objects" in objects["value"]["error"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [RECORDS_FILE]  # no half-written .npy
+
+
+def test_an_array_that_fails_to_save_leaves_no_file(tmp_path, monkeypatch):
+    def disk_full(file, array, allow_pickle):
+        Path(file).write_bytes(b"\x93NUMPY")  # the header made it, the data did not
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(np, "save", disk_full)
+    check("big", np.zeros(3))
+    record = json.loads((tmp_path / RECORDS_FILE).read_text())
+    assert record["value"] == {"kind": "unsupported", "type": "ndarray", "error": "[Errno 28] No space left on device"}
+    assert sorted(path.name for path in tmp_path.iterdir()) == [RECORDS_FILE]
 
 
 # --------------------------------------------------------------------------- cgroups
