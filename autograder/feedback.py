@@ -38,7 +38,7 @@ def feedback(course: Course, name: str) -> list[Path]:
                 try:
                     grade = gb.find_grade(cell.grade_id, name, name, result.student)
                     score = grade.score if not grade.needs_manual_grade else None
-                    comment = gb.find_comment(cell.grade_id, name, name, result.student).comment if cell.kind == "manual" else None
+                    comment = gb.find_comment(cell.grade_id, name, name, result.student) if cell.kind == "manual" else None
                 except MissingEntry:
                     score, comment = cell.score, None
                 total += score or 0.0
@@ -52,8 +52,11 @@ def feedback(course: Course, name: str) -> list[Path]:
                     details = [f"<li>{html.escape(k.name)}: {html.escape(k.message)}</li>" for k in failed]
                 if cell.error:
                     details.insert(0, f"<li>the cell raised <code>{html.escape(cell.error)}</code></li>")
-                if comment:
-                    details.append(f"<li>instructor: {html.escape(comment)}</li>")
+                # nbgrader shows the instructor's comment in place of the grader's ("No response.").
+                if comment is not None and comment.manual_comment:
+                    details.append(f"<li>instructor: {html.escape(comment.manual_comment)}</li>")
+                elif comment is not None and comment.auto_comment:
+                    details.append(f"<li>autograder: {html.escape(comment.auto_comment)}</li>")
                 section = sections.get(cell.grade_id, "")
                 label = (f"{html.escape(section)}<br><small>{html.escape(cell.grade_id)}</small>" if section
                          else html.escape(cell.grade_id))

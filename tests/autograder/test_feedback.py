@@ -112,8 +112,14 @@ def test_a_missing_written_answer_reads_no_response_and_no_other_does(course):
             result.save(course.autograded / student / "tiny" / "result.json")
             gb.record(load_assignment(course, "tiny"), result)
     pages = {p.parent.parent.name: p.read_text() for p in feedback(course, "tiny")}
-    assert "<li>instructor: No response.</li>" in pages["nora"]
+    assert "<li>autograder: No response.</li>" in pages["nora"] and "instructor:" not in pages["nora"]
     assert "No response." not in pages["dan"]
+    with Gradebook(course.db_url, "dl-course") as gb:  # the instructor's own comment replaces it
+        gb.find_comment("q_mean", "tiny", "tiny", "nora").manual_comment = "Nothing here: ask for an extension."
+        gb.db.commit()
+    pages = {p.parent.parent.name: p.read_text() for p in feedback(course, "tiny")}
+    assert "<li>instructor: Nothing here: ask for an extension.</li>" in pages["nora"]
+    assert "No response." not in pages["nora"]
 
 
 def test_a_missing_answer_leaves_no_comment_on_an_answer_whose_id_is_part_of_its_id(course):
