@@ -129,7 +129,8 @@ def due_time(text: str) -> datetime:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from autograder.canvas import read_gradebook
-    from autograder.export import canvas_file, export, moodle_files
+    from autograder.export import canvas_file, export, final_scores, moodle_files
+    from autograder.source import load_assignment
     from autograder.worksheet import read_worksheet
 
     course = _course(args)
@@ -138,16 +139,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     # A file that cannot be read is an error before any work.
     worksheet = read_worksheet(Path(args.worksheet)) if args.worksheet else None
     gradebook = read_gradebook(Path(args.canvas_gradebook)) if args.canvas_gradebook else None
-    csv_path, report = export(course, args.assignment, args.due)
+    # One reading of the gradebook for every file, so the uploads hold what the CSV holds
+    # even if someone grades while the export runs.
+    rows = final_scores(course, load_assignment(course, args.assignment))
+    csv_path, report = export(course, args.assignment, args.due, rows)
     if args.due is not None:
         print(f"due {args.due.isoformat(sep=' ', timespec='minutes')}: hours late are in the CSV's hours_late column")
     print(f"grades: {csv_path}\nreport: {report}")
     uploads = []
     if worksheet is not None:
-        uploads.append(("Moodle worksheet", "Upload grading worksheet", moodle_files(course, args.assignment, worksheet)))
+        uploads.append(("Moodle worksheet", "Upload grading worksheet", moodle_files(course, args.assignment, worksheet, rows)))
     if gradebook is not None:
         uploads.append(("Canvas gradebook", "Grades, Import",
-                        canvas_file(course, args.assignment, gradebook, args.canvas_column)))
+                        canvas_file(course, args.assignment, gradebook, args.canvas_column, rows)))
     for what, how, files in uploads:
         print(f"{what}: {files.grades} ({files.filled} grade{'' if files.filled == 1 else 's'} filled in; "
               f"upload it with \"{how}\")")

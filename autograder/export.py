@@ -155,20 +155,21 @@ class LmsFiles:
     notes: list[str]
 
 
-def _lms_grades(course: Course, name: str) -> tuple[Assignment, list[Grade]]:
+def _lms_grades(course: Course, name: str, rows: list[Row] | None) -> tuple[Assignment, list[Grade]]:
     assignment = load_assignment(course, name)
     points = {c.grade_id: c.points for c in assignment.graded_cells}
-    return assignment, _upload_grades(final_scores(course, assignment), points)
+    return assignment, _upload_grades(final_scores(course, assignment) if rows is None else rows, points)
 
 
-def moodle_files(course: Course, name: str, worksheet: Worksheet) -> LmsFiles:
+def moodle_files(course: Course, name: str, worksheet: Worksheet, rows: list[Row] | None = None) -> LmsFiles:
     """Write ``exports/<name>-moodle.csv`` (``worksheet`` with the Grade column filled in) and
     ``exports/<name>-moodle-feedback.zip`` (the feedback pages of the same students).
 
     A grade is filled in only where the submission was graded in full and not flagged; the
-    others are left blank and named (:func:`autograder.worksheet.write_grades`).
+    others are left blank and named (:func:`autograder.worksheet.write_grades`). ``rows``:
+    the :func:`final_scores` that :func:`export` wrote (default: read them now).
     """
-    assignment, grades = _lms_grades(course, name)
+    assignment, grades = _lms_grades(course, name, rows)
     sheet = course.exports / f"{name}-moodle.csv"
     filled, notes = write_grades(worksheet, grades, assignment.max_score, sheet)
     pages = {g.number: page for g in filled if (page := course.feedback / g.student / name / "feedback.html").is_file()}
@@ -182,25 +183,29 @@ def moodle_files(course: Course, name: str, worksheet: Worksheet) -> LmsFiles:
     return LmsFiles(sheet, feedback_zip if pages else None, len(filled), notes)
 
 
-def canvas_file(course: Course, name: str, gradebook: CanvasGradebook, column: str | None = None) -> LmsFiles:
+def canvas_file(course: Course, name: str, gradebook: CanvasGradebook, column: str | None = None,
+                rows: list[Row] | None = None) -> LmsFiles:
     """Write ``exports/<name>-canvas.csv``: the assignment's column of a Canvas gradebook export
-    filled in by Canvas user id (:func:`autograder.canvas.write_gradebook`), for its import."""
-    assignment, grades = _lms_grades(course, name)
+    filled in by Canvas user id (:func:`autograder.canvas.write_gradebook`), for its import;
+    ``rows`` as in :func:`moodle_files`."""
+    assignment, grades = _lms_grades(course, name, rows)
     out = course.exports / f"{name}-canvas.csv"
     filled, notes = write_gradebook(gradebook, assignment_column(gradebook, name, column), grades,
                                     assignment.max_score, out)
     return LmsFiles(out, None, len(filled), notes)
 
 
-def export(course: Course, name: str, due: datetime | None = None) -> tuple[Path, Path]:
+def export(course: Course, name: str, due: datetime | None = None,
+           rows: list[Row] | None = None) -> tuple[Path, Path]:
     """Write ``exports/<name>.csv`` and ``exports/<name>-report.html``; return both paths.
 
-    ``due`` (timezone-aware) adds how many hours after it each submission came.
+    ``due`` (timezone-aware) adds how many hours after it each submission came; ``rows``:
+    the :func:`final_scores` to write (default: read them now).
     """
     if due is not None and due.tzinfo is None:
         raise ValueError("due must carry a time zone (datetime.astimezone() gives the local one)")
     assignment = load_assignment(course, name)
-    rows = final_scores(course, assignment)
+    rows = final_scores(course, assignment) if rows is None else rows
     course.exports.mkdir(parents=True, exist_ok=True)
     ids = [c.grade_id for c in assignment.graded_cells]
     points = {c.grade_id: c.points for c in assignment.graded_cells}

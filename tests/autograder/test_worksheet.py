@@ -274,3 +274,26 @@ def test_the_commands_collect_and_export_with_a_worksheet(course, tmp_path, caps
     assert f"Moodle feedback: {course.exports / 'tiny-moodle-feedback.zip'}" in capsys.readouterr().out
     assert cli.main([*root, "export", "tiny", "--worksheet", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
+
+
+def test_a_grade_changed_during_export_reaches_the_csv_and_the_worksheet_alike(course, tmp_path, monkeypatch, capsys):
+    """export reads the gradebook once: the CSV, the report and the LMS's file hold the same
+    grades even when an instructor grades while it runs."""
+    import autograder.export
+
+    graded(course, "jane.doe", 2.0)
+    grade_written_answer(course, "jane.doe", 1.0)
+    collected(course, "jane.doe", "12345")
+    read = autograder.export.final_scores
+
+    def read_then_regrade(course_, assignment):
+        rows = read(course_, assignment)
+        grade_written_answer(course, "jane.doe", 0.0)  # formgrader, meanwhile
+        return rows
+
+    monkeypatch.setattr(autograder.export, "final_scores", read_then_regrade)
+    assert cli.main(["--course", str(course.root), "export", "tiny", "--worksheet", str(WORKSHEET)]) == 0
+    with open(course.exports / "tiny.csv", newline="", encoding="utf-8") as f:
+        [row] = list(csv.DictReader(f))
+    assert (row["student"], row["total"]) == ("jane.doe", "6")
+    assert read_sheet(course.exports / "tiny-moodle.csv")[0]["Grade"] == "100.00"
