@@ -159,6 +159,10 @@ def _unzip(archive_path: Path, into: Path, report: CollectReport) -> None:
             if target.exists():  # extracting it would overwrite the first entry
                 report.problems.append(f"{member.filename}: a second entry of this name in the archive; not imported")
                 continue
+            if member.flag_bits & 0x1:  # zipfile's own error would print the entry's repr
+                report.problems.append(f"{member.filename}: encrypted (password-protected) in the archive; "
+                                       "not imported")
+                continue
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(member) as src, open(target, "wb") as dst:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from autograder import cli
-from autograder.collect import collect, submission_time
+from autograder.collect import collect, collected_lms_id, submission_time
 from autograder.source import SourceError
-from tests.autograder.conftest import SUBMISSIONS, make_course
+from tests.autograder.conftest import SUBMISSIONS, make_course, submit
 
 CORRECT = (SUBMISSIONS / "correct.ipynb").read_bytes()
 ROOT = Path(__file__).resolve().parents[2]
@@ -305,6 +305,9 @@ def test_moodle_downloads_name_students_by_participant_number(course, tmp_path):
     assert [s for s, _, _ in report.imported] == ["12345", "12346", "12347"]
     assert [s.lms_id for s in report.submissions] == ["12345", "12346", "12347"]
     assert notebook(course, "12347") == version(3)
+    # Moodle's download has no late mark: nothing is reported late on its behalf.
+    assert [s.late for s in report.submissions] == [False, False, False]
+    assert not any((course.submitted / s / "tiny" / "lms_late.txt").exists() for s in ("12345", "12346", "12347"))
 
 
 def test_assignment_names_ending_in_numbers_and_other_assignments(course, tmp_path):
@@ -394,3 +397,117 @@ def test_older_attempts_and_late_marks_are_shown_but_are_no_problem(course, tmp_
         "older: bob_3_4_tiny.ipynb: set aside for bob/tiny, which keeps bob_3_4_tiny-1.ipynb (highest resubmission number)",
         "2 imported, 0 problems",
     ]
+
+
+def test_files_named_freely_keep_their_own_resubmission_numbers(course, tmp_path):
+    """With --assignment, a Moodle or Canvas file the student named freely, and a notebook in
+    nbgrader's layout, are numbered by the suffix of their own name."""
+    later, earlier = (2024, 3, 2, 10, 0, 0), (2024, 3, 1, 10, 0, 0)
+    lms = make_zip(tmp_path / "lms.zip", {
+        "Jane Doe_12345_assignsubmission_file_/my work.ipynb": (version(0), later),
+        "Jane Doe_12345_assignsubmission_file_/my work (1).ipynb": (version(1), earlier),
+        "frankbo_1006_9006_mywork.ipynb": (version(2), later),
+        "frankbo_1006_9007_mywork-1.ipynb": (version(3), earlier),
+        "ann/tiny/tiny.ipynb": (version(4), later),
+        "ann/tiny/tiny-2.ipynb": (version(5), earlier),
+    })
+    report = collect(course, lms, "tiny")
+    assert [(s.student, s.origin, s.attempt) for s in report.submissions] == [
+        ("12345", Path("Jane Doe_12345_assignsubmission_file_/my work (1).ipynb"), (0, 1)),
+        ("ann", Path("ann/tiny/tiny-2.ipynb"), (2, 0)),
+        ("frankbo", Path("frankbo_1006_9007_mywork-1.ipynb"), (1, 0)),
+    ]
+    assert report.set_aside == [
+        "Jane Doe_12345_assignsubmission_file_/my work.ipynb: set aside for 12345/tiny, which keeps "
+        "Jane Doe_12345_assignsubmission_file_/my work (1).ipynb (highest resubmission number)",
+        "ann/tiny/tiny.ipynb: set aside for ann/tiny, which keeps ann/tiny/tiny-2.ipynb (highest resubmission number)",
+        "frankbo_1006_9006_mywork.ipynb: set aside for frankbo/tiny, which keeps frankbo_1006_9007_mywork-1.ipynb "
+        "(highest resubmission number)",
+    ] and report.problems == []
+    assert [notebook(course, s) for s in ("12345", "ann", "frankbo")] == [version(1), version(5), version(3)]
+
+
+def test_a_name_that_does_not_start_with_a_student_id_is_refused(course, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("Jane Doe_tiny.ipynb", "_tiny.ipynb", ".ann_tiny.ipynb", "ann_tiny.ipynb"):
+        (folder / name).write_bytes(CORRECT)
+    report = collect(course, folder)
+    assert report.imported == [("ann", "tiny", Path("ann_tiny.ipynb"))]
+    assert report.problems == [f"{name}: does not start with a student id; not imported"
+                               for name in (".ann_tiny.ipynb", "Jane Doe_tiny.ipynb", "_tiny.ipynb")]
+    assert sorted(p.name for p in course.submitted.iterdir()) == ["ann"]
+
+
+def test_a_folder_in_nbgraders_layout_must_be_named_by_a_student_id(course, tmp_path):
+    folder = tmp_path / "in"
+    for student in ("Jane Doe", "-x", "ann"):
+        (folder / student / "tiny").mkdir(parents=True)
+        (folder / student / "tiny" / "tiny.ipynb").write_bytes(CORRECT)
+    report = collect(course, folder)
+    assert report.imported == [("ann", "tiny", Path("ann/tiny/tiny.ipynb"))]
+    assert report.problems == [
+        "-x/tiny/tiny.ipynb: has a folder name that is not a student id; not imported",
+        "Jane Doe/tiny/tiny.ipynb: has a folder name that is not a student id; not imported",
+    ]
+    assert sorted(p.name for p in course.submitted.iterdir()) == ["ann"]
+
+
+def test_the_notebook_collected_before_is_as_new_as_its_timestamp_or_else_its_file(course, tmp_path):
+    """nbgrader's timestamp.txt, not the file's date (touched since, say), dates the notebook
+    collected before; a notebook put there by hand, without one, is dated by its file."""
+    def download(name: str, date: tuple[int, ...], data: bytes) -> Path:
+        return make_zip(tmp_path / name, {"ann_tiny.ipynb": (data, date)})
+
+    collect(course, download("first.zip", (2024, 3, 5, 10, 0, 0), version(1)))
+    target = course.submitted / "ann" / "tiny" / "tiny.ipynb"
+    opened = datetime(2024, 3, 9, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+    os.utime(target, (opened, opened))  # opened and saved in Jupyter after collecting
+    report = collect(course, download("resubmitted.zip", (2024, 3, 6, 10, 0, 0), version(2)))
+    assert report.imported == [("ann", "tiny", Path("ann_tiny.ipynb"))] and report.set_aside == []
+    assert notebook(course, "ann") == version(2)
+
+    by_hand = submit(course, "ben", "correct")
+    seconds = datetime(2024, 3, 7, 8, 0, 0, tzinfo=timezone.utc).timestamp()
+    os.utime(by_hand, (seconds, seconds))
+    older = make_zip(tmp_path / "older.zip", {"ben_tiny.ipynb": (version(3), (2024, 3, 1, 10, 0, 0))})
+    report = collect(course, older)
+    assert report.imported == [] and report.problems == []
+    assert report.set_aside == ["ben_tiny.ipynb: set aside for ben/tiny, which keeps the newer notebook collected "
+                                "before (2024-03-07 08:00:00 UTC)"]
+    assert notebook(course, "ben") == CORRECT
+
+
+def test_a_name_that_names_two_assignments_is_refused_even_with_the_assignment_given(course, tmp_path):
+    add_assignment(course, "TINY")  # names are compared without case
+    lms = make_zip(tmp_path / "lms.zip", {
+        "Jane Doe_12345_assignsubmission_file_/tiny.ipynb": (version(1), (2024, 3, 1, 10, 0, 0)),
+        "ann_tiny.ipynb": (version(2), (2024, 3, 1, 10, 0, 0)),
+    })
+    report = collect(course, lms, "tiny")
+    assert report.imported == []
+    assert report.problems == [
+        "Jane Doe_12345_assignsubmission_file_/tiny.ipynb: names several assignments (TINY, tiny); not imported",
+        "ann_tiny.ipynb: names several assignments (TINY, tiny); not imported",
+    ]
+
+
+def test_an_entry_that_cannot_be_opened_is_listed_and_the_others_imported(course, tmp_path):
+    """An encrypted entry is named as such, nothing of it is written, and the others are imported."""
+    lms = make_zip(tmp_path / "lms.zip", {"ann_tiny.ipynb": (version(1), (2024, 3, 1, 10, 0, 0)),
+                                          "ben_tiny.ipynb": (version(2), (2024, 3, 1, 10, 0, 0))})
+    data = bytearray(lms.read_bytes())
+    data[data.index(b"PK\x01\x02") + 8] |= 0x1  # ann's entry in the central directory: encrypted
+    lms.write_bytes(bytes(data))
+    report = collect(course, lms)
+    assert report.imported == [("ben", "tiny", Path("ben_tiny.ipynb"))]
+    assert report.problems == ["ann_tiny.ipynb: encrypted (password-protected) in the archive; not imported"]
+    assert notebook(course, "ben") == version(2) and not (course.submitted / "ann").exists()
+
+
+def test_the_lms_id_kept_beside_a_notebook_is_read_back_only_when_it_is_an_id(tmp_path):
+    """export reads it into its CSV's lms_id column and matches the LMS's file by it."""
+    assert collected_lms_id(tmp_path) == ""  # collected from a folder: no LMS id
+    for text, read in (("1234\n", "1234"), ("../x", ""), (b"\xff\xfe", "")):
+        (tmp_path / "lms_id.txt").write_bytes(text if isinstance(text, bytes) else text.encode())
+        assert collected_lms_id(tmp_path) == read, text
