@@ -137,3 +137,17 @@ def test_a_gradebook_without_points_possible_or_identity_columns_is_refused(tmp_
     for header in ("Name,ID,Section,Tiny (1)", "Student,Canvas ID,Section,Tiny (1)"):
         with pytest.raises(WorksheetError, match="not a Canvas gradebook export"):
             gradebook(header + "\nA,1,S,\n")
+
+
+def test_extra_credit_is_noted_and_only_the_points_possible_row_gives_the_points(tmp_path):
+    path = tmp_path / "grades.csv"
+    path.write_text('Student,ID,Section,Tiny (1)\n    Points Possible,,,10\n"Doe, Jane",1234,S,\n', encoding="utf-8")
+    out = tmp_path / "out.csv"
+    filled, notes = write_gradebook(read_gradebook(path), "Tiny (1)", [Grade("doejane", "1234", 6.5)], 6.0, out)
+    assert read_rows(out)[2] == ["Doe, Jane", "1234", "S", "10.83"]
+    assert notes == ["the assignment's column: Tiny (1)",
+                     "grades scaled to Canvas's 10 points possible (the assignment's maximum: 6)",
+                     "above the points possible, which Canvas accepts as extra credit: doejane"]
+    path.write_text('Student,ID,Section,Tiny (1)\n"Doe, Jane",1234,S,4.00\n', encoding="utf-8")  # no points row
+    with pytest.raises(WorksheetError, match=r"no points possible for 'Tiny \(1\)'"):
+        write_gradebook(read_gradebook(path), "Tiny (1)", [Grade("doejane", "1234", 6.0)], 6.0, out)

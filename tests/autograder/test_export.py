@@ -2,10 +2,13 @@
 LMS's id where collect found one; never rows read from the wrong gradebook."""
 
 import csv
+import math
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.colors import to_hex
 
 from autograder.cli import due_time
 from autograder.export import export
@@ -167,3 +170,31 @@ def test_the_report_lists_every_submission_under_its_plots(course):
     assert page.count("src='data:image/png;base64,iVBORw0KGgo") == 2  # the PNG signature: real images
     assert "<tr><td>late</td><td>0</td><td>not graded</td><td></td><td></td><td>0.0</td>" in page
     assert "<tr><td>cleaned</td><td>5</td><td>graded</td><td></td><td></td><td>0.0</td>" in page
+
+
+def test_the_plots_show_each_questions_scores_and_flag_the_submissions_with_problems(course, monkeypatch):
+    """The report's first plot: each question's graded scores at its box, with its mean and its
+    maximum dotted across it; a question no one's answer is graded in yet is labelled so. The
+    second: grading time per submission, red where the status is not 'graded'."""
+    import autograder.export
+
+    graded(course, "amy", 2.0)
+    result = graded(course, "bob", 0.0)
+    result.status, result.seconds = "problem", 7.5  # graded, but flagged (a timeout, say)
+    result.save(course.autograded / "bob" / "tiny" / "result.json")
+    figures = []
+    monkeypatch.setattr(autograder.export, "_png", lambda fig: figures.append(fig) or "")
+    export(course, "tiny")
+    scores, times = (fig.axes[0] for fig in figures)
+
+    assert scores.get_title() == "tiny: score distribution per question (n=2)"
+    assert [t.get_text() for t in scores.get_xticklabels()] == ["test_double", "test_mean", "q_mean\n(not graded)"]
+    assert [c.get_offsets().tolist() for c in scores.collections if isinstance(c, PathCollection)] == [
+        [[1, 2], [1, 0]], [[2, 3], [2, 3]], []]  # amy's and bob's scores above their question
+    assert [c.get_segments()[0].tolist() for c in scores.collections if isinstance(c, LineCollection)] == [
+        [[0.7, 2], [1.3, 2]], [[1.7, 3], [2.3, 3]], [[2.7, 1], [3.3, 1]]]  # each question's maximum
+    means = [(line.get_xdata()[0], line.get_ydata()[0]) for line in scores.lines if line.get_marker() == "^"]
+    assert means[:2] == [(1, 1.0), (2, 3.0)] and means[2][0] == 3 and math.isnan(means[2][1])  # no box: not graded
+    assert [t.get_text() for t in times.get_xticklabels()] == ["amy", "bob"]
+    assert [(bar.get_height(), to_hex(bar.get_facecolor())) for bar in times.patches] == [
+        (0.0, to_hex("tab:blue")), (7.5, to_hex("tab:red"))]

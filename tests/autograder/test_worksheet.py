@@ -11,7 +11,7 @@ import pytest
 from autograder import cli
 from autograder.collect import collect
 from autograder.export import moodle_files
-from autograder.worksheet import WorksheetError, read_worksheet, same_person
+from autograder.worksheet import Grade, WorksheetError, read_worksheet, same_person, write_grades
 from tests.autograder.conftest import FIXTURES, collected, grade_written_answer, graded
 from tests.autograder.test_collect import make_zip, version
 
@@ -297,3 +297,72 @@ def test_a_grade_changed_during_export_reaches_the_csv_and_the_worksheet_alike(c
         [row] = list(csv.DictReader(f))
     assert (row["student"], row["total"]) == ("jane.doe", "6")
     assert read_sheet(course.exports / "tiny-moodle.csv")[0]["Grade"] == "100.00"
+
+
+def test_a_spreadsheet_row_without_its_trailing_empty_cells_is_read(tmp_path):
+    """A spreadsheet may save a row without its empty last cells: they read as empty."""
+    german = write(tmp_path / "bewertung.csv",
+                   '"ID","Vollständiger Name","E-Mail-Adresse","Status","Bewertung","Bestwertung","Änderbar"\n'
+                   '"Teilnehmer/in 501","Jörg Groß",JG@uni.example,"abgegeben",,"10,00",Ja\n'
+                   '"Teilnehmer/in 502","C D",c@x.example,"abgegeben","7,50","10,00"\n')
+    sheet = read_worksheet(german)
+    assert (sheet.header[sheet.grade], sheet.header[sheet.maximum]) == ("Bewertung", "Bestwertung")
+    assert {n: p.student for n, p in sheet.participants.items()} == {"501": "jg", "502": "c"}
+    no_address = write(tmp_path / "sheet.csv", "Identifier,Full name,Email address,Status\n"
+                                               "Participant 1,A B,a@x.example,Submitted\nParticipant 2,C D\n")
+    assert read_worksheet(no_address).without_email == {"2"}
+    no_status = write(tmp_path / "ohne_status.csv",  # the grade right after the addresses
+                      '"ID","Vollständiger Name","E-Mail-Adresse","Bewertung","Bestwertung"\n'
+                      '"Teilnehmer/in 501","Jörg Groß",JG@uni.example,,"10,00"\n')
+    sheet = read_worksheet(no_status)
+    assert (sheet.header[sheet.grade], sheet.header[sheet.maximum]) == ("Bewertung", "Bestwertung")
+
+
+def test_without_a_maximum_grade_column_grades_are_written_as_points(tmp_path):
+    sheet = read_worksheet(write(tmp_path / "sheet.csv", "Identifier,Full name,Email address,Grade\n"
+                                                         "Participant 1,A A,a@x.example,\n"
+                                                         "Participant 2,B B,b@x.example\n"))
+    out = tmp_path / "out.csv"
+    filled, notes = write_grades(sheet, [Grade("a", "1", 4.0), Grade("b", "2", 6.0)], 6.0, out)
+    assert filled == [Grade("a", "1", 4.0), Grade("b", "2", 6.0)]
+    assert notes == ["no Maximum Grade column: grades written as points out of 6"]
+    assert out.read_bytes().decode("utf-8-sig").splitlines() == [
+        "Identifier,Full name,Email address,Grade", "Participant 1,A A,a@x.example,4.00",
+        "Participant 2,B B,b@x.example,6.00"]
+
+
+def test_an_identity_field_with_some_addresses_is_not_taken_for_the_email_column(tmp_path):
+    """By position, the email column is the one whose every filled cell is an address: a
+    user name that is an address for some students only is not it."""
+    sheet = read_worksheet(write(tmp_path / "sheet.csv",
+                                 '"ID","Vollständiger Name","Nutzername","E-Mail-Adresse","Status"\n'
+                                 '"Teilnehmer/in 1","A B",ab@campus,a.b@uni.example,"abgegeben"\n'
+                                 '"Teilnehmer/in 2","C D",cdee,c.d@uni.example,"abgegeben"\n'))
+    assert sheet.header[sheet.email] == "E-Mail-Adresse"
+    assert {n: p.student for n, p in sheet.participants.items()} == {"1": "a.b", "2": "c.d"}
+
+
+def test_grades_go_to_the_worksheets_own_participants_and_the_rest_is_named(tmp_path):
+    """write_grades itself, without a graded course: who gets which row, and the notes."""
+    grades = [Grade("jane.doe", "12345", 6.0), Grade("jroe", "12346", 4.0),
+              Grade("12346", "12346", 4.0),  # jroe, collected once without the worksheet
+              Grade("mallory", "012345", 6.0),  # a planted lms_id.txt: Jane's number
+              Grade("gone", "12360", 6.0), Grade("kim", "", 6.0), Grade("odd", "x12", 6.0),
+              Grade("ann.poe", "12347", None, "1 point not graded yet"),
+              Grade("12348", "12348", 6.0), Grade("012348", "012348", 5.0),  # two unverifiable claims: neither
+              Grade("12349", "12349", 3.0)]  # listed without an address: the number alone names the row
+    out = tmp_path / "out" / "tiny-moodle.csv"
+    filled, notes = write_grades(read_worksheet(WORKSHEET), grades, 6.0, out)
+    assert filled == [grades[0], grades[1], grades[10]]
+    assert [r["Grade"] for r in read_sheet(out)] == ["100.00", "66.67", "", "", "50.00"]
+    assert notes == [
+        "grades scaled to Moodle's maximum grade 100 (the assignment's maximum: 6)",
+        "one participant number, several students: participant 12346 (jroe, 12346: kept jroe), "
+        "participant 12348 (12348, 012348: left blank)",
+        "another student's participant number in this worksheet; left blank: mallory (participant 12345 is "
+        "jane.doe there)",
+        "not in the worksheet: gone (participant 12360)",
+        "an LMS id that is not a participant number: odd",
+        "no participant number (not collected from a Moodle download): kim",
+        "left blank for your review: ann.poe (1 point not graded yet)",
+    ]
