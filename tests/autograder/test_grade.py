@@ -282,7 +282,9 @@ def test_ctrl_c_or_kill_stops_running_notebooks_at_once(tmp_path, stop, status, 
     submit(course, "a", "looping")  # would hold its worker for the 120 s cell timeout
     grader = subprocess.Popen([sys.executable, "-m", "autograder", "--course", str(course.root), "grade", "tiny",
                                "--workers", "1", "--timeout", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                              text=True,
+                              # as from a terminal: a suite started in the background (nohup, &) ignores Ctrl-C
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(course.cache.glob("*")) and time.monotonic() < deadline:  # the reference run is done
         time.sleep(0.2)
