@@ -276,7 +276,7 @@ def test_the_commands_collect_and_export_with_a_worksheet(course, tmp_path, caps
     assert "missing.csv: no such file" in capsys.readouterr().err
 
 
-def test_a_grade_changed_during_export_reaches_the_csv_and_the_worksheet_alike(course, tmp_path, monkeypatch, capsys):
+def test_a_grade_changed_during_export_reaches_the_csv_and_the_worksheet_alike(course, monkeypatch):
     """export reads the gradebook once: the CSV, the report and the LMS's file hold the same
     grades even when an instructor grades while it runs."""
     import autograder.export
