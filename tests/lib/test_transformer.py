@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch._inductor.utils import run_and_get_code
 from torch.nn import functional as F
 
 from lib.attention import MultiHeadAttention, show_heatmaps
@@ -11,6 +12,7 @@ from lib.transformer import (
     DecoderBlock,
     EncoderBlock,
     PositionalEncoding,
+    PositionWiseFFN,
     Transformer,
     TransformerConfig,
     attention_maps,
@@ -106,6 +108,28 @@ def test_a_training_step_compiles_to_one_graph():
 
     explained = torch._dynamo.explain(loss)(src, lens, tgt, lens + 1)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_compiled_ffn_keeps_no_boolean_mask_for_its_backward():
+    """Compiled for a CPU, the FFN's relu is one operator whose backward reads its output:
+    no generated kernel stores booleans (inductor writes them one element at a time), and
+    values and gradients are eager mode's."""
+    torch.manual_seed(3)
+    ffn = PositionWiseFFN(8, 16)
+    X = torch.randn(4, 5, 8, requires_grad=True)
+    expected = ffn(X)
+    grads = torch.autograd.grad((expected ** 2).sum(), (X, *ffn.parameters()))
+
+    def step(X):
+        Y = torch.compile(ffn, fullgraph=True)(X)
+        return Y, torch.autograd.grad((Y ** 2).sum(), (X, *ffn.parameters()))
+
+    (compiled, compiled_grads), codes = run_and_get_code(step, X)
+    assert len(codes) == 2 and "lib.relu" in codes[0]  # forward and backward
+    assert not any("bool*" in code for code in codes)
+    torch.testing.assert_close(compiled, expected)
+    for ours, theirs in zip(compiled_grads, grads, strict=True):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_masked_cross_entropy_ignores_padding():
