@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from autograder.measures import MeasureError, linear_image_accuracy, standardized_relu_mlp_accuracy
-from autograder.records import compare
+from autograder.records import CheckResult, compare
 from lib.data import load_image_data
 from tests.autograder.test_steps import ref, tensor
 
@@ -135,6 +135,24 @@ def test_threshold_applies_to_the_measured_accuracy_not_to_a_reported_number(dig
     unknown = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="no_such_measure")
     assert "unknown measure" in compare(unknown, [trained]).message
 
+
+
+def test_a_measure_needs_parameters_and_a_measure_that_crashes_fails_the_check(monkeypatch):
+    """An empty list is no model (not one the measure is asked to evaluate); a measure that
+    raises anything but MeasureError fails the check with the exception's type only."""
+    from autograder import measures
+
+    reference = ref({"kind": "sequence", "items": []}, at_least=0.85, measure="linear_image_accuracy")
+    assert compare(reference, [{"value": {"kind": "sequence", "items": []}}]) == CheckResult(
+        "x", False, "expected a list of parameter tensors, got a sequence")
+
+    def crashes(params):
+        raise RuntimeError("hidden detail")
+
+    monkeypatch.setitem(measures.MEASURES, "crashes", crashes)
+    params = {"kind": "sequence", "items": [tensor(np.zeros(10, np.float32))]}
+    assert compare(ref({"kind": "sequence", "items": []}, at_least=0.85, measure="crashes"), [{"value": params}]
+                   ) == CheckResult("x", False, "the recorded model could not be evaluated (RuntimeError)")
 
 def test_char_rnn_perplexity_agrees_with_torch_over_the_whole_text():
     from autograder.measures import _python_docs_validation, char_rnn_perplexity

@@ -132,6 +132,18 @@ def test_an_added_cell_runs_where_the_student_put_it(course):
     assert sources.index("def double(x):\n    return 'experiment'") == ids.index("test_double") + 1
 
 
+
+def test_added_text_cells_and_empty_code_cells_are_not_run(course):
+    """Only code the student added runs: a markdown note or an empty code cell adds no cell."""
+    assignment = load_assignment(course, "tiny")
+    nb, _ = read_submission(SUBMISSIONS / "correct.ipynb", Limits())
+    plain, _ = assemble(assignment, nb)
+    position = [grade_id(c) for c in nb.cells].index("double")
+    nb.cells[position + 1:position + 1] = [nbformat.v4.new_markdown_cell("x = 1  # my notes"),
+                                           nbformat.v4.new_code_cell("  \n")]
+    built, _ = assemble(assignment, nb)
+    assert [(c.cell_type, c.source) for c in built.cells] == [(c.cell_type, c.source) for c in plain.cells]
+
 def test_an_added_cell_brings_its_code_only(course):
     """A "parameters" tag on a cell of the student's would move where papermill injects the
     grader's parameters (below it, so the source's defaults would win); "raises-exception"
@@ -346,6 +358,69 @@ def test_thresholds_come_from_the_reference():
     assert compare(threshold, [{"value": {"kind": "float", "value": 0.81}, "criteria": {"at_least": 0.0}}]).passed
     assert not compare(threshold, [{"value": {"kind": "float", "value": 0.5}, "criteria": {"at_least": 0.0}}]).passed
 
+
+
+def test_a_passing_check_has_an_empty_message():
+    """Every kind of value that matches passes with nothing to say (not a missing message)."""
+    floats = tensor(np.array([1.0, 2.0], dtype=np.float32))
+    assert compare(ref(floats), [{"value": floats}]) == CheckResult("x", True, "")
+    pair = {"kind": "sequence", "items": [{"kind": "int", "value": 6}, {"kind": "str", "value": "ok"}]}
+    assert compare(ref(pair), [{"value": pair}]) == CheckResult("x", True, "")
+    assert compare(ref({"kind": "float", "value": 0.5}), [{"value": {"kind": "float", "value": 0.50000001}}]
+                   ) == CheckResult("x", True, "")
+    assert compare(ref({"kind": "str", "value": "ok"}), [{"value": {"kind": "str", "value": "ok"}}]
+                   ) == CheckResult("x", True, "")
+
+
+def test_a_reference_that_cannot_be_compared_fails_the_check():
+    """A reference of a kind no comparison takes, or a number that is not one, scores nothing."""
+    six = [{"value": {"kind": "int", "value": 6}}]
+    assert compare(ref({"kind": "unsupported", "type": "dict"}), six) == CheckResult(
+        "x", False, "cannot compare values of kind unsupported")
+    assert compare(ref({"kind": "float", "value": "six"}), six) == CheckResult(
+        "x", False, "the expected value is not a number")
+
+
+def test_without_criteria_the_tolerance_is_rtol_1e_4_and_atol_1e_6():
+    """A reference that states no tolerance gets the defaults of ``check``."""
+    thousand, zero = {"name": "x", "value": {"kind": "float", "value": 1000.0}}, {"name": "x", "value": {"kind": "float", "value": 0.0}}
+    assert compare(thousand, [{"value": {"kind": "float", "value": 1000.05}}]).passed
+    assert compare(thousand, [{"value": {"kind": "float", "value": 1000.5}}]) == CheckResult(
+        "x", False, "got 1000.5, which differs from the expected value")
+    assert compare(zero, [{"value": {"kind": "float", "value": 5e-7}}]).passed
+    assert compare(zero, [{"value": {"kind": "float", "value": 1e-5}}]) == CheckResult(
+        "x", False, "got 1e-05, which differs from the expected value")
+
+
+def test_up_to_12_floats_are_shown_whole_more_from_the_first_that_differs():
+    """A visible float tensor of 12 values is quoted whole; from 13 on, the message names the
+    first entry that differs (entries NaN in both agree) and counts them; after hidden tests
+    a tensor of 13 values is not shown at all."""
+    twelve = np.arange(12, dtype=np.float32)
+    wrong = twelve.copy()
+    wrong[5] = -1.0
+    assert compare(ref(tensor(twelve)), [{"value": tensor(wrong)}], visible=True).message.endswith(
+        "; expected [0., 1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11.], "
+        "got [0., 1., 2., 3., 4., -1., 6., 7., 8., 9., 10., 11.]")
+    thirteen, got = np.arange(13, dtype=np.float32), np.arange(13, dtype=np.float32)
+    thirteen[0] = got[0] = np.nan
+    got[5] = -1.0
+    assert compare(ref(tensor(thirteen)), [{"value": tensor(got)}], visible=True).message.endswith(
+        "; first at index (5,): expected 5, got -1 (1 of 13 entries differ)")
+    assert compare(ref(tensor(thirteen)), [{"value": tensor(got)}], visible=True, messages=False).message == (
+        "values differ from the expected ones (tolerance rtol=0.0001, atol=1e-06)")
+
+
+def test_shown_floats_are_positional_from_1e_4_to_below_1e6_in_4_significant_digits():
+    """The expected values of a visible check: 4 significant digits, positional in [1e-4, 1e6),
+    scientific outside, and no more digits than the dtype holds."""
+    values = np.array([1e-4, 9.99e-5, 1e6, 123.456])
+    assert compare(ref(tensor(values)), [{"value": tensor(np.zeros(4))}], visible=True).message.endswith(
+        "; expected [0.0001, 9.99e-05, 1e+06, 123.5], got [0., 0., 0., 0.]")
+    half = np.array([70.6], dtype=np.float16)  # 70.625 exactly: float16 prints it as 70.6
+    with np.errstate(over="ignore"):  # comparing a float16 with 1e6 overflows the float16
+        message = compare(ref(tensor(half)), [{"value": tensor(np.zeros(1, np.float16))}], visible=True).message
+    assert message.endswith("; expected [70.6], got [0.]")
 
 def test_source_must_record_checks(course):
     path = course.solutions / "tiny" / "tiny.ipynb"
@@ -655,3 +730,28 @@ def test_plain_answers_are_copies_of_the_base_types():
     assert plain((tensor, [2.5, None]))[1] == [2.5, None]
     with pytest.raises(TypeError, match="got object"):
         plain(object())
+
+
+def test_a_cell_stopped_at_the_time_limit_is_listed_and_its_error_says_so():
+    """nbclient stops a cell at the time limit with KeyboardInterrupt: only such cells time out."""
+    from autograder.score import cell_errors, timed_out_cells
+
+    executed = nbformat.v4.new_notebook(cells=[
+        _executed_cell("check('f', f(1))", "test_f", ("KeyboardInterrupt", ""), grade=True, points=1),
+        _executed_cell("check('g', g(1))", "test_g", ("ValueError", "bad"), grade=True, points=1),
+    ])
+    assert timed_out_cells(executed) == ["test_f"]
+    assert timed_out_cells(None) == []
+    assert cell_errors(executed) == {
+        "test_f": "KeyboardInterrupt (the cell ran longer than the time limit per cell and was stopped; "
+                  "later cells still ran)",
+        "test_g": "ValueError: bad"}
+
+
+def test_an_errors_name_is_cut_to_100_characters_and_its_message_to_500():
+    """However long what a cell raised, its feedback line stays bounded."""
+    from autograder.score import cell_errors
+
+    executed = nbformat.v4.new_notebook(cells=[
+        _executed_cell("check('f', f(1))", "test_f", ("E" * 150, "m" * 600), grade=True, points=1)])
+    assert cell_errors(executed) == {"test_f": "E" * 100 + ": " + "m" * 500}
