@@ -185,10 +185,12 @@ def _compare_values(ref: dict[str, Any], got: dict[str, Any], rtol: float, atol:
 
 
 def _float_text(x: float) -> str:
-    """4 significant digits, unpadded: positional where that reads well, else scientific."""
-    if x == 0 or not np.isfinite(x) or 1e-4 <= abs(x) < 1e6:
+    """4 significant digits, unpadded: positional up to 4 digits before the point (where
+    rounding changes no digit it shows as 0), else scientific."""
+    magnitude = abs(float(x))  # a float16's own comparison with 1e4 would overflow
+    if magnitude == 0 or not np.isfinite(magnitude) or 1e-4 <= magnitude < 1e4:
         return np.format_float_positional(x, precision=4, unique=True, fractional=False, trim=".")
-    return f"{x:.4g}"
+    return f"{float(x):.4g}"
 
 
 def _shown(value: Any) -> str:
@@ -216,15 +218,18 @@ def _expected_and_got(ref: dict[str, Any], got: dict[str, Any], rtol: float, ato
         expected, actual = decode_array(ref), decode_array(got)
         if not quote:  # where it differs and how many entries do are the record's too
             return f"expected {_shown(expected)}" if expected.size <= 12 else ""
-        if expected.size <= 12 or expected.dtype.kind not in "fc":
+        if expected.size <= 12:
             return f"expected {_shown(expected)}, got {_shown(actual)}"
-        with np.errstate(invalid="ignore"):
-            wrong = ~np.isclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+        if expected.dtype.kind in "fc":
+            with np.errstate(invalid="ignore"):
+                wrong = ~np.isclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+        else:  # integers and booleans: exact, as the verdict
+            wrong = actual != expected
         if not wrong.any():
             return ""
         where = tuple(int(i) for i in np.argwhere(wrong)[0])
-        return (f"first at index {where}: expected {_shown(float(expected[where]))}, "
-                f"got {_shown(float(actual[where]))} ({int(wrong.sum())} of {wrong.size} entries differ)")
+        return (f"first at index {where}: expected {_shown(expected[where].item())}, "
+                f"got {_shown(actual[where].item())} ({int(wrong.sum())} of {wrong.size} entries differ)")
     if kind in ("int", "float") and got.get("kind") in ("int", "float"):
         number = _number(ref)  # the message already says what was got
         return "" if number is None else f"expected {number:.6g}"

@@ -136,7 +136,6 @@ def test_threshold_applies_to_the_measured_accuracy_not_to_a_reported_number(dig
     assert "unknown measure" in compare(unknown, [trained]).message
 
 
-
 def test_a_measure_needs_parameters_and_a_measure_that_crashes_fails_the_check(monkeypatch):
     """An empty list is no model (not one the measure is asked to evaluate); a measure that
     raises anything but MeasureError fails the check with the exception's type only."""
@@ -153,6 +152,7 @@ def test_a_measure_needs_parameters_and_a_measure_that_crashes_fails_the_check(m
     params = {"kind": "sequence", "items": [tensor(np.zeros(10, np.float32))]}
     assert compare(ref({"kind": "sequence", "items": []}, at_least=0.85, measure="crashes"), [{"value": params}]
                    ) == CheckResult("x", False, "the recorded model could not be evaluated (RuntimeError)")
+
 
 def test_char_rnn_perplexity_agrees_with_torch_over_the_whole_text():
     from autograder.measures import _python_docs_validation, char_rnn_perplexity

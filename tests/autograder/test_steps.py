@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,7 +133,6 @@ def test_an_added_cell_runs_where_the_student_put_it(course):
     assert sources.index("def double(x):\n    return 'experiment'") == ids.index("test_double") + 1
 
 
-
 def test_added_text_cells_and_empty_code_cells_are_not_run(course):
     """Only code the student added runs: a markdown note or an empty code cell adds no cell."""
     assignment = load_assignment(course, "tiny")
@@ -143,6 +143,7 @@ def test_added_text_cells_and_empty_code_cells_are_not_run(course):
                                            nbformat.v4.new_code_cell("  \n")]
     built, _ = assemble(assignment, nb)
     assert [(c.cell_type, c.source) for c in built.cells] == [(c.cell_type, c.source) for c in plain.cells]
+
 
 def test_an_added_cell_brings_its_code_only(course):
     """A "parameters" tag on a cell of the student's would move where papermill injects the
@@ -359,7 +360,6 @@ def test_thresholds_come_from_the_reference():
     assert not compare(threshold, [{"value": {"kind": "float", "value": 0.5}, "criteria": {"at_least": 0.0}}]).passed
 
 
-
 def test_a_passing_check_has_an_empty_message():
     """Every kind of value that matches passes with nothing to say (not a missing message)."""
     floats = tensor(np.array([1.0, 2.0], dtype=np.float32))
@@ -383,7 +383,8 @@ def test_a_reference_that_cannot_be_compared_fails_the_check():
 
 def test_without_criteria_the_tolerance_is_rtol_1e_4_and_atol_1e_6():
     """A reference that states no tolerance gets the defaults of ``check``."""
-    thousand, zero = {"name": "x", "value": {"kind": "float", "value": 1000.0}}, {"name": "x", "value": {"kind": "float", "value": 0.0}}
+    thousand = {"name": "x", "value": {"kind": "float", "value": 1000.0}}
+    zero = {"name": "x", "value": {"kind": "float", "value": 0.0}}
     assert compare(thousand, [{"value": {"kind": "float", "value": 1000.05}}]).passed
     assert compare(thousand, [{"value": {"kind": "float", "value": 1000.5}}]) == CheckResult(
         "x", False, "got 1000.5, which differs from the expected value")
@@ -411,16 +412,33 @@ def test_up_to_12_floats_are_shown_whole_more_from_the_first_that_differs():
         "values differ from the expected ones (tolerance rtol=0.0001, atol=1e-06)")
 
 
-def test_shown_floats_are_positional_from_1e_4_to_below_1e6_in_4_significant_digits():
-    """The expected values of a visible check: 4 significant digits, positional in [1e-4, 1e6),
-    scientific outside, and no more digits than the dtype holds."""
-    values = np.array([1e-4, 9.99e-5, 1e6, 123.456])
-    assert compare(ref(tensor(values)), [{"value": tensor(np.zeros(4))}], visible=True).message.endswith(
-        "; expected [0.0001, 9.99e-05, 1e+06, 123.5], got [0., 0., 0., 0.]")
+def test_shown_floats_are_positional_from_1e_4_to_below_1e4_in_4_significant_digits():
+    """The expected values of a visible check: 4 significant digits, positional in [1e-4, 1e4)
+    (beyond, rounding would show a wrong digit as 0: 12345 as "12340."), scientific outside,
+    and no more digits than the dtype holds."""
+    values = np.array([1e-4, 9.99e-5, 9999.0, 1e4, 12345.0, 1e6, 123.456])
+    assert compare(ref(tensor(values)), [{"value": tensor(np.zeros(7))}], visible=True).message.endswith(
+        "; expected [0.0001, 9.99e-05, 9999., 1e+04, 1.234e+04, 1e+06, 123.5], got [0., 0., 0., 0., 0., 0., 0.]")
     half = np.array([70.6], dtype=np.float16)  # 70.625 exactly: float16 prints it as 70.6
-    with np.errstate(over="ignore"):  # comparing a float16 with 1e6 overflows the float16
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a float16 compared with 1e4 overflowed
         message = compare(ref(tensor(half)), [{"value": tensor(np.zeros(1, np.float16))}], visible=True).message
     assert message.endswith("; expected [70.6], got [0.]")
+
+
+def test_integer_and_boolean_arrays_over_12_values_name_the_first_entry_that_differs():
+    """Beyond 12 values an array is shown abbreviated, which could hide the difference: the
+    message names the first entry that differs, as for floats."""
+    expected, got = np.arange(13), np.arange(13)
+    got[5] = -1
+    assert compare(ref(tensor(expected)), [{"value": tensor(got)}], visible=True).message == (
+        "values differ from the expected ones; first at index (5,): expected 5, got -1 (1 of 13 entries differ)")
+    flags = np.zeros((2, 7), dtype=bool)
+    flipped = flags.copy()
+    flipped[1, 3] = flipped[1, 4] = True
+    assert compare(ref(tensor(flags)), [{"value": tensor(flipped)}], visible=True).message.endswith(
+        "; first at index (1, 3): expected False, got True (2 of 14 entries differ)")
+
 
 def test_source_must_record_checks(course):
     path = course.solutions / "tiny" / "tiny.ipynb"
