@@ -91,6 +91,105 @@ def test_ways_around_the_reading_are_read_too(source, finding):
     assert finding in findings_in(source)
 
 
+@pytest.mark.parametrize(("source", "finding"), [
+    ('exec("check = lambda *a, **k: None")', (1, "uses exec")),
+    ('code = compile("check = fake", "<cell>", "exec")', (1, "uses compile")),
+    ('globals()["check"] = fake', (1, "uses globals")),
+    ('locals()["check"] = fake', (1, "uses locals")),
+    ("breakpoint()", (1, "uses breakpoint")),
+    ('__builtins__["check"] = fake', (1, "uses __builtins__")),
+    ("import cffi", (1, "imports cffi")),
+    ("import builtins", (1, "imports builtins")),
+    ("import sys\ncaller = sys._getframe().f_back", (2, "uses f_back")),
+    ("names = frame.f_locals", (1, "uses f_locals")),
+    ('frame.f_builtins["isinstance"] = fake', (1, "uses f_builtins")),
+    ("source = frame.f_code.co_filename", (1, "uses f_code")),
+    ("frame = error.__traceback__.tb_frame", (1, "uses tb_frame")),
+    ("frame = (x for x in []).gi_frame", (1, "uses gi_frame")),
+    ("frame = coroutine.cr_frame", (1, "uses cr_frame")),
+    ('record = check.__globals__["_records"]', (1, "uses __globals__")),
+    ("check.__code__ = fake.__code__", (1, "uses __code__")),
+    ("cells = check.__closure__", (1, "uses __closure__")),
+    ('real = check.__builtins__["open"]', (1, "uses __builtins__")),
+    ("classes = object.__subclasses__()", (1, "uses __subclasses__")),
+    ("import sys\nsys.settrace(tracer)", (2, "uses settrace")),
+    ("import sys\nsys.setprofile(profiler)", (2, "uses setprofile")),
+    ("import inspect\nframe = inspect.currentframe()", (2, "uses currentframe")),
+    ("import inspect\nframes = inspect.getouterframes(frame)", (2, "uses getouterframes")),
+    ("import gc\nowners = gc.get_referrers(check)", (2, "uses get_referrers")),
+    ("import gc\nparts = gc.get_referents(check)", (2, "uses get_referents")),
+    ("import gc\nobjects = gc.get_objects()", (2, "uses get_objects")),
+    ("mode = torch.overrides._pop_mode()", (1, "uses _pop_mode")),
+    ("torch.overrides._push_mode(mode)", (1, "uses _push_mode")),
+    ("mode = torch._C._pop_torch_function_stack()", (1, "uses _pop_torch_function_stack")),
+    ("torch._C._push_on_torch_function_stack(mode)", (1, "uses _push_on_torch_function_stack")),
+    ("with torch._C.DisableTorchFunction():\n    pass", (1, "uses DisableTorchFunction")),
+    ("with torch._C.DisableTorchFunctionSubclass():\n    pass", (1, "uses DisableTorchFunctionSubclass")),
+    ("__torch_function__ = torch._C._disabled_torch_function_impl", (1, "uses _disabled_torch_function_impl")),
+    ("torch._C._set_torch_function_mode(None)", (1, "uses _set_torch_function_mode")),
+    ('shell.user_global_ns["check"] = fake', (1, "uses user_global_ns")),
+    ('import sys\nsys.monitoring.use_tool_id(0, "spy")', (2, "uses sys.monitoring")),
+    ("import sys\nsys.meta_path.insert(0, finder)", (2, "uses sys.meta_path")),
+    ("import sys\nsys.path_hooks.append(hook)", (2, "uses sys.path_hooks")),
+    ('import os\npath = os.environ["AUTOGRADER_CHECKS"]', (2, "names the grader")),
+    ('open("checks.jsonl", "a").write(line)', (1, "names the grader")),
+    ("autograder.checks.check = fake", (1, "names the grader")),  # the grader's own module, not imported
+    ("package = sys.modules[name]\npackage.autograder.checks.check = fake", (2, "names the grader")),
+    ('import os\nos.listdir("/proc")', (2, "reads /proc (other processes, the grader's included)")),
+    ("strip = delattr", (1, "uses delattr as a value")),
+    ("namespace = vars", (1, "uses vars as a value")),
+    ('delattr(F, "mse_loss")', (1, "calls delattr() on the torch module")),
+    ("files = !ls", (1, "runs a shell command")),
+    ("%prun check = fake", (1, "binds check, a name the tests record with")),
+    ("%%capture\ncheck = fake", (2, "binds check, a name the tests record with")),
+    ("%timeit -n 1 check=fake", (1, "binds check, a name the tests record with")),  # one word after the options
+    ("%%time\nx = 1\n%time check = fake", (3, "binds check, a name the tests record with")),  # a magic in a magic
+])
+def test_each_name_the_reading_knows_is_read(source, finding):
+    """One snippet per name in the module's lists (frames, namespaces, torch's mode stack, sys's import
+    hooks, the grader's files), so none of them drops out of a list unnoticed."""
+    assert finding in findings_in(source)
+
+
+@pytest.mark.parametrize("source", [
+    "F.mse_loss = lambda a, b: torch.tensor(0.0)",  # the setup cells import these: no import in the cell
+    "nn.functional.relu = fake",
+    "np.allclose = lambda *a, **k: True",
+    "math.isclose = lambda *a, **k: True",
+    "import builtins as b\nb.isinstance = fake",
+    "import autograder.checks as recorder\nrecorder.check = fake",
+    "import os\nos.environ = {}",
+    "import functools\nfunctools.partial = fake",
+    "import operator\noperator.eq = fake",
+    "import json\njson.loads = fake",
+    "import random\nrandom.random = fake",
+    "import io\nio.open = fake",
+    "import pathlib\npathlib.Path.read_text = fake",
+    "import importlib\nimportlib.import_module = fake",
+    "import types\ntypes.SimpleNamespace = fake",
+    "import numpy.testing\nnumpy.testing.assert_allclose = fake",
+    "import torch.nn.functional as fun\nfun.relu = fake",
+    "from torch.nn import functional as G\nG.relu = fake",
+])
+def test_assigning_to_an_attribute_of_any_guarded_module_is_found(source):
+    *_, last = source.splitlines()
+    target = last.split(" = ")[0]
+    assert (len(source.splitlines()), f"assigns to {target}") in findings_in(source)
+
+
+def test_a_magic_the_reading_does_not_know_is_one_finding():
+    """The body of %%writefile is not run in the namespace: it is not read as code."""
+    assert findings_in("%%writefile helper.py\nimport ctypes") == [(1, "runs the magic %%writefile")]
+
+
+def test_a_magic_without_a_name_and_a_hand_written_magic_call():
+    """``%`` alone is a magic with no name; a magic call whose arguments are not constants is
+    not one IPython wrote: it is read as a use of get_ipython."""
+    assert findings_in("%") == [(1, "runs the magic %")]
+    assert findings_in("line = 'check = fake'\nget_ipython().run_line_magic('time', line)") == [
+        (2, "uses get_ipython")]
+
+
 @pytest.mark.parametrize("source", [
     "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        for i in range(3):\n"
     "            setattr(self, f'fc{i}', nn.Linear(3, 3))\n        self.__dict__.update({})",
@@ -106,6 +205,13 @@ def test_ways_around_the_reading_are_read_too(source, finding):
     "act = getattr(torch, 'tanh')\nfor m in net.modules():\n    pass",
     "torch.backends.cudnn.benchmark = True\nnp.random.seed(0)",
     "counts = {check: 1 for check in range(3)}",
+    "%%capture\nhistory = train(model)",
+    "%%html\n<b>done</b>",
+    "%%markdown\n# Results",
+    "%%latex\n$\\sum_i x_i$",
+    "%%svg\n<svg></svg>",
+    "%%javascript\nconsole.log(1)",
+    "%%js\nconsole.log(1)",
 ])
 def test_ordinary_deep_learning_code_is_not_flagged(source):
     assert findings_in(source) == []
@@ -142,3 +248,4 @@ def test_a_review_problem_names_the_first_findings_and_counts_the_rest():
     assert problem.endswith("finding 0; finding 1; finding 2; finding 3; finding 4; finding 5; finding 6; "
                             "finding 7; and 3 more")
     assert review_problem(findings[:8]).endswith("finding 6; finding 7")
+    assert review_problem(findings[:9]).endswith("finding 6; finding 7; and 1 more")  # eight by default
