@@ -12,11 +12,13 @@ check, and no defence inside the kernel can stop that.
 So the grader also reads the code the student wrote (answer cells and cells they added,
 as IPython turns them into Python; it never runs them here) and flags the submission for
 review when that code does what an honest solution has no reason to: bind ``check`` again
-at the top level, name the grader, reach into the interpreter (frames, ``sys.modules``,
-``ctypes``, IPython's namespace) or ``/proc``, use ``exec``, ``eval`` or ``__import__``
-(code built from strings), run shell commands or magics other than timing ones, or assign
-to attributes of modules (``torch.allclose = ...``). A flag scores nothing by itself: it
-tells the instructor where to look.
+at the top level (also through a walrus in a comprehension, a ``match`` pattern or
+``__main__``), name the grader, reach into the interpreter (frames, ``inspect.stack``,
+``sys.modules``, ``ctypes``, IPython's namespace) or ``/proc``, use ``exec``, ``eval`` or
+``__import__`` (code built from strings), run other programs (``!`` commands, ``os.system``,
+``subprocess``) or magics other than timing ones, or change attributes of modules
+(``torch.allclose = ...``, also under another name, through ``vars()`` or ``__setattr__``).
+A flag scores nothing by itself: it tells the instructor where to look.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ RECORDER_NAMES = frozenset({"check", "plain", "expect"})  # what test cells call
 # Any use of these names: code from strings, the namespace as a dict, IPython's shell.
 DYNAMIC_NAMES = frozenset({"exec", "eval", "compile", "__import__", "globals", "locals", "breakpoint",
                            "get_ipython", "__builtins__"})
-INTERPRETER_MODULES = frozenset({"ctypes", "cffi", "builtins", "importlib", "autograder"})
+# In IPython, __main__ is the notebook's namespace: ``__main__.check = fake`` rebinds check.
+INTERPRETER_MODULES = frozenset({"ctypes", "cffi", "builtins", "importlib", "autograder", "__main__"})
+PROGRAM_MODULES = frozenset({"subprocess", "pty"})  # run other programs, as shell commands do
+OS_PROGRAM_CALLS = frozenset({"system", "popen", "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp",
+                              "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp",
+                              "spawnvpe", "posix_spawn", "posix_spawnp"})
+INSPECT_FRAMES = frozenset({"stack", "trace", "getinnerframes"})  # inspect's ways to the calling frames
 # Attributes that reach frames, other code's globals, the garbage collector's object lists,
 # tracing hooks, torch's function-mode stack (which watches the rules) or IPython's namespace.
 INTERPRETER_ATTRIBUTES = frozenset({
@@ -73,14 +81,23 @@ def _root(node: ast.AST) -> ast.AST:
     return node
 
 
-def _aliases(tree: ast.AST) -> dict[str, str]:
-    """Local name -> top-level module it stands for (``import numpy as np``: np -> numpy)."""
-    aliases = dict(SETUP_ALIASES)
+def _aliases(tree: ast.AST, known: dict[str, str] | None = None) -> dict[str, str]:
+    """Local name -> top-level module it stands for (``import numpy as np``: np -> numpy;
+    ``T = torch``: T -> torch), starting from ``known``."""
+    aliases = {**SETUP_ALIASES, **(known or {})}
+    renames = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             aliases.update({alias.asname or alias.name.split(".")[0]: alias.name.split(".")[0] for alias in node.names})
         elif isinstance(node, ast.ImportFrom) and node.module:
             aliases.update({alias.asname or alias.name: node.module.split(".")[0] for alias in node.names})
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and isinstance(node.value, ast.Name):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            renames += [(t.id, node.value.id) for t in targets if isinstance(t, ast.Name)]
+    for _ in renames:  # chains of renames (A = torch; B = A), in any order
+        for name, value in renames:
+            if value in aliases:
+                aliases[name] = aliases[value]
     return aliases
 
 
@@ -101,6 +118,7 @@ class _Reader(ast.NodeVisitor):
 
     def __init__(self, aliases: dict[str, str], line_offset: int) -> None:
         self.aliases, self.offset, self.depth = aliases, line_offset, 0
+        self.comprehensions = 0  # of the scopes in depth, how many are comprehensions
         self.found: list[tuple[int, str]] = []
         self.magic_ipython: set[int] = set()  # get_ipython names that belong to a magic
         self.called: set[int] = set()  # setattr, delattr and vars names that are called
@@ -128,7 +146,32 @@ class _Reader(ast.NodeVisitor):
         self.depth -= 1
 
     visit_AsyncFunctionDef = visit_FunctionDef
-    visit_Lambda = visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = scoped
+    visit_Lambda = scoped
+
+    def comprehension(self, node: ast.AST) -> None:
+        self.comprehensions += 1
+        self.scoped(node)
+        self.comprehensions -= 1
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = comprehension
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        # (check := fake) binds in the scope around any comprehensions it is written in
+        if self.depth == self.comprehensions and node.target.id in RECORDER_NAMES:
+            self.add(node, f"binds {node.target.id}, a name the tests record with")
+        self.visit(node.value)
+
+    def visit_MatchAs(self, node: ast.MatchAs | ast.MatchStar) -> None:
+        if self.depth == 0 and node.name in RECORDER_NAMES:  # case check: binds check
+            self.add(node, f"binds {node.name}, a name the tests record with")
+        self.generic_visit(node)
+
+    visit_MatchStar = visit_MatchAs
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if self.depth == 0 and node.rest in RECORDER_NAMES:  # case {**check}
+            self.add(node, f"binds {node.rest}, a name the tests record with")
+        self.generic_visit(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         if self.depth == 0 and node.name in RECORDER_NAMES:
@@ -144,12 +187,18 @@ class _Reader(ast.NodeVisitor):
         for module in modules:
             if module.split(".")[0] in INTERPRETER_MODULES:
                 self.add(node, "names the grader" if module.startswith("autograder") else f"imports {module}")
+            elif module.split(".")[0] in PROGRAM_MODULES:
+                self.add(node, f"imports {module} (runs other programs)")
         for alias in node.names:
             bound = alias.asname or alias.name.split(".")[0]
             if self.depth == 0 and bound in RECORDER_NAMES:
                 self.add(node, f"binds {bound}, a name the tests record with")
             if isinstance(node, ast.ImportFrom) and node.module == "sys" and alias.name in SYS_ATTRIBUTES:
                 self.add(node, f"uses sys.{alias.name}")
+            if isinstance(node, ast.ImportFrom) and node.module == "inspect" and alias.name in INSPECT_FRAMES:
+                self.add(node, f"uses inspect.{alias.name}")
+            if isinstance(node, ast.ImportFrom) and node.module == "os" and alias.name in OS_PROGRAM_CALLS:
+                self.add(node, f"runs a shell command (os.{alias.name})")
 
     visit_ImportFrom = visit_Import
 
@@ -168,6 +217,10 @@ class _Reader(ast.NodeVisitor):
             self.add(node, f"uses {node.attr}")
         elif node.attr in SYS_ATTRIBUTES and self.module_of(node.value) == "sys":
             self.add(node, f"uses sys.{node.attr}")
+        elif node.attr in INSPECT_FRAMES and self.module_of(node.value) == "inspect":
+            self.add(node, f"uses inspect.{node.attr}")
+        elif node.attr in OS_PROGRAM_CALLS and self.module_of(node.value) == "os":
+            self.add(node, f"runs a shell command (os.{node.attr})")
         elif node.attr == "__dict__" and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
             self.add(node, "uses __dict__")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and self.module_of(node) in GUARDED_MODULES \
@@ -202,6 +255,17 @@ class _Reader(ast.NodeVisitor):
                 self.add(node, f"calls {func.id}() on the {module} module")
         if isinstance(func, ast.Name) and func.id == "vars" and not node.args:
             self.add(node, "uses vars() (the namespace as a dict)")
+        elif isinstance(func, ast.Name) and func.id == "vars" and self.module_of(node.args[0]) in GUARDED_MODULES:
+            self.add(node, f"calls vars() on the {self.module_of(node.args[0])} module")
+        if isinstance(func, ast.Attribute) and func.attr in ("__setattr__", "__delattr__"):
+            # object.__setattr__(torch, ...), type(torch).__setattr__(torch, ...), torch.__setattr__(...)
+            module = self.module_of(node.args[0]) if node.args else None
+            owner = func.value  # torch.__setattr__ or torch.testing.__setattr__, not nn.Module.__setattr__
+            if module not in GUARDED_MODULES and (isinstance(owner, ast.Name) or (
+                    isinstance(owner, ast.Attribute) and owner.attr[:1].islower())):
+                module = self.module_of(owner)
+            if module in GUARDED_MODULES:
+                self.add(node, f"calls {func.attr} on the {module} module")
         self.generic_visit(node)
 
     def magic_call(self, node: ast.Call, kind: str, strings: list[str]) -> None:
@@ -238,7 +302,7 @@ def findings_in(source: str, line_offset: int = 0, aliases: dict[str, str] | Non
         tree = ast.parse(_ipython_to_python(source))
     except SyntaxError:
         return []  # IPython cannot run it either: the cell raises SyntaxError and does nothing
-    reader = _Reader({**(aliases or {}), **_aliases(tree)}, line_offset)
+    reader = _Reader(_aliases(tree, aliases), line_offset)
     reader.visit(tree)
     return sorted(set(reader.found))
 

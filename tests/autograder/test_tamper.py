@@ -92,6 +92,32 @@ def test_ways_around_the_reading_are_read_too(source, finding):
 
 
 @pytest.mark.parametrize(("source", "finding"), [
+    ("[check := fake for _ in [0]]", (1, "binds check, a name the tests record with")),  # binds outside
+    ("match fake:\n    case check:\n        pass", (2, "binds check, a name the tests record with")),
+    ("match fakes:\n    case [*check]:\n        pass", (2, "binds check, a name the tests record with")),
+    ("match fakes:\n    case {**check}:\n        pass", (2, "binds check, a name the tests record with")),
+    ("import __main__\n__main__.check = fake", (1, "imports __main__")),
+    ("T = torch\nT.allclose = lambda *a, **k: True", (2, "assigns to T.allclose")),
+    ("A = np\nB = A\nB.allclose = f", (3, "assigns to B.allclose")),
+    ('vars(torch)["allclose"] = lambda *a, **k: True', (1, "calls vars() on the torch module")),
+    ('type(torch).__setattr__(torch, "allclose", f)', (1, "calls __setattr__ on the torch module")),
+    ('object.__setattr__(torch.testing, "assert_close", f)', (1, "calls __setattr__ on the torch module")),
+    ('torch.testing.__delattr__("assert_close")', (1, "calls __delattr__ on the torch module")),
+    ('import os\nos.system("cat /etc/passwd")', (2, "runs a shell command (os.system)")),
+    ('from os import popen\npopen("ls")', (1, "runs a shell command (os.popen)")),
+    ('import subprocess\nsubprocess.run("ls", shell=True)', (1, "imports subprocess (runs other programs)")),
+    ("import inspect\nframe = inspect.stack()[1].frame", (2, "uses inspect.stack")),
+    ("from inspect import trace", (1, "uses inspect.trace")),
+])
+def test_evasions_found_by_reading_the_scan_are_read_too(source, finding):
+    """Ways around the reading that a review of it found: bindings of check in a walrus or a
+    match pattern, __main__ (the notebook's namespace), modules renamed by assignment or
+    patched through vars() or __setattr__, programs run through os and subprocess, and
+    frames reached through inspect."""
+    assert finding in findings_in(source)
+
+
+@pytest.mark.parametrize(("source", "finding"), [
     ('exec("check = lambda *a, **k: None")', (1, "uses exec")),
     ('code = compile("check = fake", "<cell>", "exec")', (1, "uses compile")),
     ('globals()["check"] = fake', (1, "uses globals")),
@@ -212,6 +238,12 @@ def test_a_magic_without_a_name_and_a_hand_written_magic_call():
     "%%svg\n<svg></svg>",
     "%%javascript\nconsole.log(1)",
     "%%js\nconsole.log(1)",
+    "class Net(nn.Module):\n    def __setattr__(self, name, value):\n        nn.Module.__setattr__(self, name, value)",
+    "object.__setattr__(self, 'frozen', True)",
+    "def f(xs):\n    return [check := x for x in xs]",
+    "sizes = [n := len(x) for x in batches]",
+    "match mode:\n    case 'train':\n        model.train()\n    case other:\n        model.eval()",
+    "backend = torch\nx = backend.stack([backend.randn(3)])\nlayers = torch.stack(xs)",
 ])
 def test_ordinary_deep_learning_code_is_not_flagged(source):
     assert findings_in(source) == []
