@@ -65,7 +65,8 @@ EXPECTED = {
     "os_exit": (2.0, "problem", "kernel died"),
     "rigged_dunder": (3.0, "graded", ""),  # a float subclass rigged to equal anything is still 0.0
     "detached_daemon": (5.0, "graded", ""),  # a setsid daemon dies with the job's PID namespace
-    "regain_root": (3.0, "graded", ""),  # no setuid, chroot, or user namespace that unmounts the jail
+    # no setuid, chroot, or user namespace that unmounts the jail; running unshare is flagged
+    "regain_root": (3.0, "problem", "imports subprocess"),
     "inherited_fds": (3.0, "problem", "for review"),  # no descriptor of the grader's files is inherited
     "rebind_check": (2.75, "problem", "line 2: binds check"),  # gains mean/unchanged (known in advance); flagged
     "big_files": (5.0, "graded", ""),  # the job's directory is a capped tmpfs, not the grader's disk
