@@ -32,6 +32,39 @@ def test_no_nvidia_smi_reads_none(monkeypatch):
     assert read_gpu_memory() is None
 
 
+def _fake_nvidia_smi(tmp_path, output: str, status: int = 0):
+    """An ``nvidia-smi`` that prints ``output`` and exits with ``status``; returns its log of calls."""
+    log = tmp_path / "calls"
+    script = tmp_path / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\necho \"$@\" >> {log}\nprintf '{output}'\nexit {status}\n")
+    script.chmod(0o755)
+    return script, log
+
+
+def test_the_driver_is_asked_for_each_process_and_its_memory(tmp_path, monkeypatch):
+    script, log = _fake_nvidia_smi(tmp_path, "4242, 1024\\n17, 3\\n")
+    monkeypatch.setattr(gpu_memory, "QUERY", [str(script), *gpu_memory.QUERY[1:]])
+    assert read_gpu_memory() == {4242: GiB, 17: 3 * 2**20}
+    assert log.read_text() == "--query-compute-apps=pid,used_memory --format=csv,noheader,nounits\n"
+    failing, _ = _fake_nvidia_smi(tmp_path, "4242, 1024\\n", status=9)  # a driver error: no reading
+    monkeypatch.setattr(gpu_memory, "QUERY", [str(failing)])
+    assert read_gpu_memory() is None
+
+
+def test_a_new_grader_takes_its_first_reading_at_once(tmp_path, monkeypatch):
+    """The shared reading starts out stale, so the first watch of a grader reads the driver."""
+    import importlib
+
+    script, log = _fake_nvidia_smi(tmp_path, "7, 2\\n")
+    fresh = importlib.reload(gpu_memory)
+    try:
+        monkeypatch.setattr(fresh, "QUERY", [str(script)])
+        assert fresh.recent_gpu_memory(3600) == {7: 2 * 2**20}
+        assert fresh.recent_gpu_memory(3600) == {7: 2 * 2**20} and len(log.read_text().splitlines()) == 1
+    finally:
+        importlib.reload(gpu_memory)
+
+
 @pytest.fixture
 def sleeper():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -57,6 +90,12 @@ def test_a_job_under_its_limit_runs_on(sleeper):
     with _watch(sleeper, 2 * GiB, GiB) as watch:  # the other process's 100 GiB is not the job's
         time.sleep(0.3)
     assert sleeper.poll() is None and watch.exceeded is None and watch.peak_bytes == GiB
+
+
+def test_a_job_exactly_at_its_limit_runs_on(sleeper):
+    with _watch(sleeper, 2 * GiB, 2 * GiB) as watch:
+        time.sleep(0.3)
+    assert sleeper.poll() is None and watch.exceeded is None and watch.peak_bytes == 2 * GiB
 
 
 def test_without_a_reading_it_warns_once_and_stops_watching(sleeper, monkeypatch, capsys):

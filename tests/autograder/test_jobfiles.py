@@ -6,10 +6,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from autograder.checks import RECORDS_FILE, check
 from autograder.execute import read_records
-from autograder.jobfiles import RecordCollector
+from autograder.jobfiles import RecordCollector, TamperedFileError, parse_record_line, read_job_file
 
 
 def collected(sink_path) -> list[dict]:
@@ -127,3 +128,36 @@ def test_records_past_the_byte_budget_are_one_limit_message_not_a_false_tamper(t
     os.close(sink)
     assert [r["name"] for r in collected(sink_path)] == ["short"]
     assert len(collector.tampered) == 1 and collector.tampered[0].startswith("more records than a job may make")
+
+
+def test_a_job_file_is_read_up_to_its_limit_or_by_its_tail(tmp_path):
+    """The grader never reads more of a job's file than it allows: a larger file is tampering,
+    or (a log, say) only its last bytes are read."""
+    (tmp_path / "log.txt").write_bytes(b"0123456789")
+    assert read_job_file(tmp_path, "log.txt", 10) == b"0123456789"
+    with pytest.raises(TamperedFileError, match="log.txt is larger than 9 bytes"):
+        read_job_file(tmp_path, "log.txt", 9)
+    assert read_job_file(tmp_path, "log.txt", 4, tail=True) == b"6789"
+    assert read_job_file(tmp_path, "log.txt", 20, tail=True) == b"0123456789"
+    assert read_job_file(tmp_path, "missing.txt", 10) is None
+
+
+def test_cells_that_record_nothing_are_not_tampering(tmp_path, monkeypatch):
+    """A records file that did not grow since the last cell is not one replaced or truncated."""
+    checks = tmp_path / "checks"
+    monkeypatch.setenv("AUTOGRADER_CHECKS", str(checks))
+    sink = os.open(tmp_path / "sink", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    collector = RecordCollector(checks, sink, RECORDS_FILE)
+    check("a", 1)
+    for cell in (1, 2, 3):
+        collector.collect(cell)
+    check("b", 2)
+    collector.collect(4)
+    os.close(sink)
+    assert [(r["cell"], r["name"]) for r in collected(tmp_path / "sink")] == [(1, "a"), (4, "b")]
+    assert collector.tampered == []
+
+
+@pytest.mark.parametrize("line", [b"[1]", b"1", b'"text"', b'{"value": {"kind": "int"}}', b'{"name": "a", "value": 3}'])
+def test_lines_that_are_not_records_are_refused(line):
+    assert parse_record_line(line) is None
