@@ -159,7 +159,7 @@ class _Reader(ast.NodeVisitor):
         # (check := fake) binds in the scope around any comprehensions it is written in
         if self.depth == self.comprehensions and node.target.id in RECORDER_NAMES:
             self.add(node, f"binds {node.target.id}, a name the tests record with")
-        self.visit(node.value)
+        self.generic_visit(node)
 
     def visit_MatchAs(self, node: ast.MatchAs | ast.MatchStar) -> None:
         if self.depth == 0 and node.name in RECORDER_NAMES:  # case check: binds check
