@@ -52,6 +52,13 @@ INTERPRETER_ATTRIBUTES = frozenset({
     "user_global_ns",
 })
 SYS_ATTRIBUTES = frozenset({"modules", "monitoring", "meta_path", "path_hooks"})  # only on the sys module
+# Attributes watched only on their own module (``torch.stack`` is not ``inspect.stack``):
+# module -> (names, what using one of them is called).
+MODULE_ATTRIBUTES = {
+    "sys": (SYS_ATTRIBUTES, "uses sys.{}"),
+    "inspect": (INSPECT_FRAMES, "uses inspect.{}"),
+    "os": (OS_PROGRAM_CALLS, "runs a shell command (os.{})"),
+}
 # Modules whose attributes a submission must not replace (the course's setup cells import
 # torch as torch, nn and F, numpy as np). Settings under torch.backends are not patches.
 GUARDED_MODULES = frozenset({"torch", "numpy", "math", "builtins", "autograder", "sys", "os", "functools",
@@ -99,6 +106,12 @@ def _aliases(tree: ast.AST, known: dict[str, str] | None = None) -> dict[str, st
             if value in aliases:
                 aliases[name] = aliases[value]
     return aliases
+
+
+def _module_attribute(module: str | None, name: str) -> str | None:
+    """The finding for ``module.name`` (or ``from module import name``) in :data:`MODULE_ATTRIBUTES`."""
+    names, finding = MODULE_ATTRIBUTES.get(module or "", ((), ""))
+    return finding.format(name) if name in names else None
 
 
 def _magic(node: ast.Call) -> tuple[str, list[str]] | None:
@@ -193,12 +206,8 @@ class _Reader(ast.NodeVisitor):
             bound = alias.asname or alias.name.split(".")[0]
             if self.depth == 0 and bound in RECORDER_NAMES:
                 self.add(node, f"binds {bound}, a name the tests record with")
-            if isinstance(node, ast.ImportFrom) and node.module == "sys" and alias.name in SYS_ATTRIBUTES:
-                self.add(node, f"uses sys.{alias.name}")
-            if isinstance(node, ast.ImportFrom) and node.module == "inspect" and alias.name in INSPECT_FRAMES:
-                self.add(node, f"uses inspect.{alias.name}")
-            if isinstance(node, ast.ImportFrom) and node.module == "os" and alias.name in OS_PROGRAM_CALLS:
-                self.add(node, f"runs a shell command (os.{alias.name})")
+            if isinstance(node, ast.ImportFrom) and (what := _module_attribute(node.module, alias.name)):
+                self.add(node, what)
 
     visit_ImportFrom = visit_Import
 
@@ -215,12 +224,8 @@ class _Reader(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in INTERPRETER_ATTRIBUTES:
             self.add(node, f"uses {node.attr}")
-        elif node.attr in SYS_ATTRIBUTES and self.module_of(node.value) == "sys":
-            self.add(node, f"uses sys.{node.attr}")
-        elif node.attr in INSPECT_FRAMES and self.module_of(node.value) == "inspect":
-            self.add(node, f"uses inspect.{node.attr}")
-        elif node.attr in OS_PROGRAM_CALLS and self.module_of(node.value) == "os":
-            self.add(node, f"runs a shell command (os.{node.attr})")
+        elif what := _module_attribute(self.module_of(node.value), node.attr):
+            self.add(node, what)
         elif node.attr == "__dict__" and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
             self.add(node, "uses __dict__")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and self.module_of(node) in GUARDED_MODULES \
