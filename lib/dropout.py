@@ -49,7 +49,7 @@ def _keep_mask_like(X: torch.Tensor, p: float) -> torch.Tensor:
 
 @_keep_mask_like.register_fake
 def _(X: torch.Tensor, p: float) -> torch.Tensor:
-    return torch.empty_like(X)
+    return X.new_empty(X.shape)  # contiguous, as keep_mask's result, whatever X's strides
 
 
 def dropout(X: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:

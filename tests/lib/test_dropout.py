@@ -64,6 +64,17 @@ def test_compiled_dropout_draws_the_same_mask_and_keeps_it_for_backward():
     torch.testing.assert_close(x.grad, 2 * (eager != 0) / (1 - round(0.3 * 65536) / 65536))
 
 
+def test_compiled_dropout_of_a_transposed_tensor():
+    """The mask operator's shape function promises a contiguous mask, as keep_mask returns,
+    whatever the input's strides (it once copied them, and compiled code then failed its
+    own check of the mask's strides)."""
+    x = torch.randn(10, 64, 32).transpose(0, 1)  # (64, 10, 32), not contiguous
+    torch.manual_seed(6)
+    eager = dropout(x, 0.3)
+    torch.manual_seed(6)
+    assert torch.equal(torch.compile(lambda x: dropout(x, 0.3), fullgraph=True)(x), eager)
+
+
 def test_module_behaves_like_nn_dropout():
     layer = Dropout(0.4)
     assert isinstance(layer, nn.Dropout) and layer.p == 0.4
