@@ -9,10 +9,7 @@ per (batch, head) pair dominates and :class:`_ExplicitAttention` (batched matrix
 softmax from ``exp`` and sums, a hand-written backward) trains up to twice as fast. The
 textbook ``softmax(QK^T/sqrt(d)) V`` with :func:`masked_softmax` runs when the weights are
 wanted for a heat map (:func:`recording_attention`, :func:`show_heatmaps`). All three give
-the same numbers. Compiled with ``torch.compile`` on a CPU, short attention is written out
-for the compiler to fuse: :func:`dot_product_attention` as the textbook formula, and
-:class:`MultiHeadAttention` with the batch as the innermost axis (:func:`_attend_batch_last`).
-During prediction each attention layer keeps the keys and
+the same numbers. During prediction each attention layer keeps the keys and
 values it has already computed (:class:`KVCache`), so a new token costs one position, not
 a recomputation of the whole prefix. The model built from these layers is in
 :mod:`lib.transformer`.
@@ -223,8 +220,6 @@ class MultiHeadAttention(nn.Module):
         self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
         valid_lens: torch.Tensor | None = None, causal: bool = False, cache: KVCache | None = None,
     ) -> torch.Tensor:
-        if _batch_last_applies(self, keys, cache):  # compiled on a CPU: see _attend_batch_last
-            return _attend_batch_last(self, queries, keys, values, valid_lens, causal)
         q = self.split_heads(self.W_q(queries))  # (B, h, q, d/h)
         if cache is not None and cache.static and cache.k is not None:
             k, v = cache.k, cache.v  # encoder keys/values, projected once
@@ -242,55 +237,6 @@ class MultiHeadAttention(nn.Module):
         """Attention of all heads at once (override to try another scoring function)."""
         p = self.dropout if self.training else 0.0
         return dot_product_attention(q, k, v, valid_lens, causal, p, self.record_weights)
-
-
-def _batch_last_applies(layer: MultiHeadAttention, keys: torch.Tensor, cache: KVCache | None) -> bool:
-    """Compiled, on a CPU, with few keys, no cache, no weights to keep and ``attend`` not replaced."""
-    return (keys.device.type == "cpu" and torch.compiler.is_compiling() and cache is None
-            and not layer.record_weights and keys.shape[1] <= _EXPLICIT_MAX_KEYS
-            and type(layer).attend is MultiHeadAttention.attend and "attend" not in vars(layer))
-
-
-def _attend_batch_last(
-    layer: MultiHeadAttention, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-    valid_lens: torch.Tensor | None, causal: bool,
-) -> torch.Tensor:
-    """``layer(queries, keys, values, valid_lens, causal)`` with the batch as the innermost axis.
-
-    For ``torch.compile`` on a CPU. In the usual layout the compiled step runs the scores
-    and the weighted sums as batched products of 10x8 matrices, whose cost is mostly a call
-    per matrix, and the softmax over rows of ten numbers, shorter than one vector register.
-    Laid out ``(heads, d/heads, steps, batch)``, every product, sum and softmax is a loop
-    over whole registers of 16 sentences that inductor fuses. ``Q`` is scaled before the
-    product so that the backward pass multiplies instead of dividing per score.
-    ``benchmarks/transformer_speed.py --compile``, one interleaved run: 33.1 ms a step,
-    against 35.7 ms in the usual layout.
-    """
-    B, num_queries, d = queries.shape
-    num_keys, h = keys.shape[1], layer.num_heads
-    Q = _project_batch_last(queries, layer.W_q, h) * (1 / math.sqrt(d // h))  # (h, d/h, q, B)
-    K, V = _project_batch_last(keys, layer.W_k, h), _project_batch_last(values, layer.W_v, h)  # (h, d/h, k, B)
-    scores = (Q.unsqueeze(2) * K.unsqueeze(3)).sum(1)  # (h, k, q, B)
-    if causal:
-        lens = _causal_lens(num_queries, num_keys, queries.device)  # (1, q)
-        valid_lens = lens.expand(B, num_queries) if valid_lens is None else torch.minimum(
-            valid_lens.reshape(B, -1), lens)  # (B, q)
-    if valid_lens is not None:
-        keep = length_mask(valid_lens, num_queries, num_keys).permute(2, 1, 0)  # (k, q|1, B)
-        scores = scores.masked_fill(~keep, max(-1e6, torch.finfo(scores.dtype).min))
-    weights = dropout(scores.softmax(dim=1), layer.dropout if layer.training else 0.0)  # (h, k, q, B)
-    out = (weights.unsqueeze(1) * V.unsqueeze(3)).sum(2)  # (h, d/h, q, B)
-    Y = layer.W_o(out.reshape(d, num_queries * B).T)  # (q*B, d)
-    return Y.reshape(num_queries, B, d).transpose(0, 1)  # (B, q, d)
-
-
-def _project_batch_last(X: torch.Tensor, layer: nn.Linear, num_heads: int) -> torch.Tensor:
-    """``layer(X)`` for ``X`` ``(B, T, d)``, laid out ``(heads, d/heads, T, B)``: batch innermost."""
-    B, T, d = X.shape
-    rows = X.transpose(0, 1).reshape(T * B, d)  # (T*B, d), position-major
-    W = layer.weight  # (d_out, d)
-    Y = torch.mm(W, rows.T) if layer.bias is None else torch.addmm(layer.bias[:, None], W, rows.T)  # (d_out, T*B)
-    return Y.reshape(num_heads, -1, T, B)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch._inductor.utils import run_and_get_code
 from torch.nn import functional as F
 
 import lib.attention
@@ -239,43 +238,6 @@ def test_a_row_with_no_valid_key_is_uniform_on_every_path(num_keys):
     for ours, theirs in zip(lean_grads, textbook_grads, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)  # the fused kernel sums in another order
     assert torch.all(lean_grads[0][0] == 0) and torch.all(lean_grads[1][0] == 0)
-
-
-@pytest.mark.parametrize("bias", [False, True])
-def test_compiled_multihead_attention_puts_the_batch_innermost(bias):
-    """Compiled on a CPU with few keys, multi-head attention runs with the batch as the
-    innermost axis: no batched matrix products, the same values and gradients as eager
-    mode for self-attention with a causal mask, cross-attention with padding, per-query
-    lengths and a sentence with no valid key."""
-    torch.manual_seed(17)
-    mha = MultiHeadAttention(8, 2, bias=bias)
-    X, E = torch.randn(3, 5, 8, requires_grad=True), torch.randn(3, 7, 8, requires_grad=True)
-    lens, per_query = torch.tensor([7, 2, 0]), torch.tensor([[1, 2, 3, 4, 5], [7, 7, 1, 1, 1], [0, 0, 3, 3, 3]])
-
-    def attend(X, E):
-        return (mha(X, X, X, causal=True) + mha(X, E, E, lens)
-                + mha(X, E, E, per_query, causal=True))  # (B, q, d)
-
-    def grads(out):
-        return torch.autograd.grad((out ** 2).sum(), (X, E, *mha.parameters()))
-
-    expected = attend(X, E)
-    expected_grads = grads(expected)
-    compiled = torch.compile(attend, fullgraph=True)
-    (out, out_grads), codes = run_and_get_code(lambda X, E: (lambda Y: (Y, grads(Y)))(compiled(X, E)), X, E)
-    assert len(codes) == 2 and not any("bmm" in code for code in codes)  # forward and backward
-    torch.testing.assert_close(out, expected)
-    for ours, theirs in zip(out_grads, expected_grads, strict=True):
-        torch.testing.assert_close(ours, theirs)
-
-
-def test_compiled_attention_keeps_a_replaced_attend():
-    """Replacing ``attend`` (the chapter's other scoring functions, the benchmark's bounds)
-    still takes effect under torch.compile."""
-    mha = MultiHeadAttention(8, 2)
-    mha.attend = lambda q, k, v, valid_lens, causal: (torch.zeros_like(q), None)
-    X = torch.randn(2, 4, 8)
-    torch.testing.assert_close(torch.compile(mha, fullgraph=True)(X, X, X), mha.W_o(torch.zeros(2, 4, 8)))
 
 
 def test_masked_softmax_without_lens_is_plain_softmax():
