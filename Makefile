@@ -14,7 +14,7 @@ PORT ?= 8000
 ASSIGNMENT ?=
 PYTEST_ARGS ?=
 
-.PHONY: help env book serve test test-fast lint release clean clean-all chromium
+.PHONY: help env book serve test test-fast lint release clean clean-all chromium gpu-wheels
 
 help:
 	@echo "make book       build the website into _build/html (creates .venv if needed)"
@@ -26,6 +26,7 @@ help:
 	@echo "make env        create .venv (book and test do it when missing)"
 	@echo "make clean      remove build outputs (keeps .venv and grading results)"
 	@echo "make clean-all  also remove .venv and _vendor"
+	@echo "make gpu-wheels packages for .ci/gpu-check on an offline GPU machine"
 
 env: $(ENV_STAMP)
 
@@ -73,6 +74,23 @@ test: $(ENV_STAMP) $(MATHJAX) chromium
 
 test-fast: $(ENV_STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# What .ci/gpu-check installs on an offline GPU machine whose image has its own PyTorch:
+# the packages .ci/gpu-wheels.txt names, at this environment's versions, as wheels for that
+# image's CPython (GPU_PYTHON); no dependencies resolved (the list is whole).
+GPU_PYTHON ?= 3.12
+GPU_ABI = cp$(word 1,$(subst ., ,$(GPU_PYTHON)))$(word 2,$(subst ., ,$(GPU_PYTHON)))
+gpu-wheels: $(ENV_STAMP)
+	rm -rf .gpu-wheels && mkdir .gpu-wheels
+	grep -v '^#' .ci/gpu-wheels.txt | $(BIN)/python -c \
+	  'import sys, importlib.metadata as m; print(*(f"{n}=={m.version(n)}" for n in sys.stdin.read().split()), sep="\n")' \
+	  > .gpu-wheels/pins.txt
+	$(BIN)/python -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	  --python-version $(GPU_PYTHON) --implementation cp --abi $(GPU_ABI) --abi abi3 --abi none \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --platform any \
+	  -d .gpu-wheels -r .gpu-wheels/pins.txt
+	@du -sh .gpu-wheels
 
 lint: $(ENV_STAMP)
 	$(BIN)/ruff check lib autograder tests benchmarks _ext
