@@ -133,6 +133,132 @@ def test_validate_lists_tests_in_notebook_order_under_their_parts():
         "  PASS  test_c (1 pt)"]
 
 
+def _cell(kind, source, gid=None, **nbgrader):
+    meta = {"nbgrader": {"grade_id": gid, **nbgrader}} if gid else {}
+    new = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+    return new(source, metadata=meta)
+
+
+def _validated(tmp_path, monkeypatch, cells, *, errors=(), unrun=(), status="ok", message="", released=None,
+               parameters=None):
+    """validate() on a notebook of ``cells`` whose run is faked: each code cell runs, raising what
+    ``errors`` says for its grade id, except those in ``unrun``. Returns the report and the job."""
+    from autograder import validate as validate_module
+    from autograder.execute import ExecutionOutcome
+
+    nb = nbformat.v4.new_notebook(cells=cells)
+    if released is not None:
+        nb.metadata["autograder"] = released
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    jobs, raised = [], dict(errors)
+
+    def fake_execute(job):
+        jobs.append(job)
+        ran = nbformat.reads(job.notebook, as_version=4)
+        for count, cell in enumerate(ran.cells, 1):
+            if cell.cell_type != "code":
+                continue
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            cell.execution_count = None if gid in unrun else count
+            if gid in raised and cell.execution_count:
+                cell.outputs = [nbformat.v4.new_output("error", ename=raised[gid][0], evalue=raised[gid][1],
+                                                       traceback=[])]
+        return ExecutionOutcome(status, message, None if status == "no notebook" else nbformat.writes(ran), [], 1.0)
+
+    monkeypatch.setattr(validate_module, "execute", fake_execute)
+    report = validate_module.validate(path, parameters)
+    return report, jobs[0]
+
+
+STUB = "raise NotImplementedError()"
+
+
+def test_validate_sorts_every_cell_of_the_run_into_its_verdict(tmp_path, monkeypatch):
+    """validate without a kernel: the run is faked, so what is checked is how each executed cell is read."""
+    cells = [
+        _cell("markdown", "# Tiny"),  # the notebook's title, not a part
+        _cell("markdown", "## Part 1: double"),
+        _cell("code", "def double(x):\n    return 2 * x", "double", solution=True),
+        _cell("code", "data = load()", "data", locked=True),
+        _cell("code", "assert double(3) == 6", "test_double", grade=True, points=2),
+        _cell("markdown", "## Part 2: the rest"),
+        _cell("code", f"def mean(x):\n    {STUB}", "mean", solution=True),
+        _cell("code", "raise RuntimeError('debugging')", "boom", solution=True),
+        _cell("code", "raise NotImplementedError('soon')", "soon", solution=True),  # no stub text: the run tells
+        _cell("code", STUB, "top", solution=True),  # both the text and the run say so: listed once
+        _cell("code", "plot(mean(data))", "plot", locked=True),
+        _cell("code", "assert mean([1]) == 1", "test_mean", grade=True, points=3),
+        _cell("code", "assert boom", "test_boom", grade=True, points=1),
+        _cell("code", "assert soon", "test_soon", grade=True, points=0.5),
+        _cell("code", "1 / 0"),  # the student's own cell: no grade id, not reported
+        _cell("markdown", "YOUR ANSWER HERE", "q_mean", solution=True, grade=True, points=1),
+        _cell("markdown", "The mean is the sum over the count.", "q_done", solution=True, grade=True, points=1),
+    ]
+    errors = {"data": ("ValueError", "bad file"), "boom": ("RuntimeError", "debugging"),
+              "soon": ("NotImplementedError", "soon"), "top": ("NotImplementedError", ""),
+              "plot": ("NotImplementedError", ""), "test_mean": ("NotImplementedError", ""),
+              "test_boom": ("AssertionError", ""), None: ("ZeroDivisionError", "division by zero")}
+    report, job = _validated(tmp_path, monkeypatch, cells, errors=errors, unrun={"test_soon"},
+                             released={"tests": ["test_double", "test_gone"], "answers": ["double", "gone", "q_mean"]},
+                             parameters={"quick": False})
+    assert (job.parameters, job.label, job.own_work) == ({"quick": False}, "validate", True)
+    assert report.passed == [("test_double", 2.0)]
+    assert report.failed == [("test_mean", 3.0, "NotImplementedError (an answer this test uses is not written yet)"),
+                             ("test_boom", 1.0, "AssertionError"), ("test_soon", 0.5, "did not run")]
+    assert report.unanswered == ["mean", "top", "q_mean", "soon"]
+    assert report.answer_errors == [("boom", "RuntimeError: debugging")]
+    assert report.given_errors == [("data", "ValueError: bad file"),
+                                   ("plot", "NotImplementedError (an answer it uses is not written yet)")]
+    assert (report.missing_tests, report.missing_answers) == (["test_gone"], ["gone"])
+    assert report.sections == {"test_double": "Part 1: double", "test_mean": "Part 2: the rest",
+                               "test_boom": "Part 2: the rest", "test_soon": "Part 2: the rest"}
+    assert report.problems == [] and report.redefined == [] and not report.ok
+
+
+def test_validate_of_a_clean_run_is_ok_and_a_failed_run_still_reports_the_unwritten_answers(tmp_path, monkeypatch):
+    cells = [_cell("code", "def double(x):\n    return 2 * x", "double", solution=True),
+             _cell("code", "assert double(3) == 6", "test_double", grade=True, points=2)]
+    report, job = _validated(tmp_path, monkeypatch, cells, released="not a dict")  # a mangled entry reads as none
+    assert job.parameters == {} and report.ok and report.passed == [("test_double", 2.0)]
+    assert format_report(report).startswith("  PASS  test_double (2 pt)\n1 passed, 0 failed (all visible tests pass). ")
+    assert (report.problems, report.missing_tests, report.missing_answers) == ([], [], [])
+
+    cells[0].source = f"def double(x):\n    {STUB}"
+    stopped, _ = _validated(tmp_path, monkeypatch, cells, unrun={"double", "test_double"}, status="kernel_died",
+                            message="the kernel died", released={"tests": ["test_double"], "answers": ["double"]})
+    assert stopped.problems == ["the kernel died"] and stopped.unanswered == ["double"]
+    assert stopped.failed == [("test_double", 2.0, "did not run")] and not stopped.ok
+    lost, _ = _validated(tmp_path, monkeypatch, cells, status="no notebook", message="the runner died")
+    assert lost.problems == ["the runner died"] and lost.unanswered == ["double"]
+    assert (lost.passed, lost.failed, lost.sections) == ([], [], {})  # nothing ran that could be read
+
+
+def test_validate_counts_a_stub_as_written_if_each_stubbed_definition_comes_again_before_the_test(
+        tmp_path, monkeypatch):
+    answer = f"def helper():\n    return 1\n\n\ndef triple(x):\n    {STUB}"  # the helper holds no stub
+    later = _cell("code", "import math\n\n\ndef triple(x):\n    return 3 * x")
+    magic = _cell("code", "%timeit triple(1)")  # not Python: defines nothing, breaks nothing
+    test = _cell("code", "assert triple(1) == 3", "test_triple", grade=True, points=1)
+    both = _cell("code", f"def triple(x):\n    {STUB}\n\n\ndef third(x):\n    {STUB}", "triple", solution=True)
+
+    report, _ = _validated(tmp_path, monkeypatch, [_cell("code", answer, "triple", solution=True), magic, later, test])
+    assert report.redefined == [("triple", ["triple"])] and report.unanswered == []
+    assert "  NOTE  answer 'triple' still holds the stub, but a cell of yours further down defines triple again" \
+        in format_report(report)
+    before, _ = _validated(tmp_path, monkeypatch, [later, _cell("code", answer, "triple", solution=True), test])
+    assert before.redefined == [] and before.unanswered == ["triple"]  # defined above: the stub ran last
+    after, _ = _validated(tmp_path, monkeypatch, [_cell("code", answer, "triple", solution=True), test, later])
+    assert after.redefined == [] and after.unanswered == ["triple"]  # the test ran the stub
+    half, _ = _validated(tmp_path, monkeypatch, [both, later, test])
+    assert half.redefined == [] and half.unanswered == ["triple"]  # third still raises
+    whole, _ = _validated(tmp_path, monkeypatch, [both, later, _cell("code", "def third(x):\n    return x / 3"), test])
+    assert whole.redefined == [("triple", ["third", "triple"])] and whole.unanswered == []
+    text = _cell("markdown", "def triple(x):\n    return 3 * x")  # a written answer: never "defined again"
+    unwritten, _ = _validated(tmp_path, monkeypatch, [_cell("code", answer, "triple", solution=True), text, test])
+    assert unwritten.redefined == [] and unwritten.unanswered == ["triple"]
+
+
 def test_help_explains_every_argument(capsys):
     parser = cli.parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices

@@ -24,9 +24,10 @@ from autograder.gradebook import GradebookWriter
 from autograder.load import SubmissionError, read_submission
 from autograder.records import CheckResult, compare
 from autograder.release import release
+from autograder.results import SubmissionResult
 from autograder.sandbox import Cgroup
 from autograder.source import SourceError, load_assignment
-from tests.autograder.conftest import SUBMISSIONS, grade_written_answer, graded
+from tests.autograder.conftest import SUBMISSIONS, grade_written_answer, graded, submit
 
 
 def npy(array):
@@ -522,6 +523,233 @@ def test_a_submission_that_keeps_killing_its_worker_is_retried_then_failed(cours
     assert calls["crasher"] == grade_module.MAX_ATTEMPTS
     assert results["crasher"].status == "failed" and "gave up" in results["crasher"].problems[0]
     assert results["fine"].score == 5.0
+
+
+class MemoryGradebook:
+    """What grade writes to nbgrader's gradebook, in memory (opening and filling nbgrader's takes seconds)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str]] = []  # (student, status) in the order they were recorded
+        self.known: dict[str, str] = {}  # student -> submitted_at of their submission in this gradebook
+        self.released = 0  # how often grade released the assignment into it
+
+    def __call__(self, course):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def release(self, course, name):  # what grade's release does for the gradebook
+        self.released += 1
+
+    def has_assignment(self, assignment):
+        return self.released > 0
+
+    def record(self, assignment, result):
+        self.recorded.append((result.student, result.status))
+        self.known[result.student] = result.submitted_at
+
+    def has_submission(self, assignment, student):
+        return student in self.known
+
+    def standing(self, assignment, student):
+        return (float(len(student)), False)
+
+
+@pytest.fixture
+def fast_grade(course, monkeypatch):
+    """grade() with the notebooks' runs faked: each job "runs" as ``outcomes[student]`` says, a list
+    of ``(status, message[, executed notebook])``, one per attempt, the last repeated (a status that
+    is an exception is raised, as by a worker that died); by default ok, the notebook as sent. The
+    solution has one check per test, which a faked run never records (every test scores 0)."""
+    from autograder import grade as grade_module
+    from autograder.execute import ExecutionOutcome
+    from autograder.reference import Reference
+
+    jobs, outcomes = [], {}
+    gradebook = MemoryGradebook()
+
+    def fake_execute(job):
+        jobs.append(job)
+        planned = outcomes.get(job.label, [("ok", "")])
+        status, message, *notebook = planned[min(len([j for j in jobs if j.label == job.label]), len(planned)) - 1]
+        if isinstance(status, Exception):
+            raise status
+        return ExecutionOutcome(status, message, notebook[0] if notebook else job.notebook, [], 1.5, "host-1")
+
+    def reference(course, assignment, parameters, run, on_run):
+        solution = {"name": "x", "value": {"kind": "int", "value": 1}, "criteria": {}}
+        return Reference(assignment.name, f"key-{parameters['seed']}",
+                         {g.grade_id: [solution] for g in assignment.graded_cells})
+
+    monkeypatch.setattr(grade_module, "execute", fake_execute)
+    monkeypatch.setattr(grade_module, "reference_for", reference)
+    monkeypatch.setattr(grade_module, "GradebookWriter", gradebook)
+    monkeypatch.setattr(grade_module, "release", gradebook.release)
+
+    def run(**options):
+        options = {"progress": False, "device": "cpu", **options}
+        report = grade_module.grade(course, "tiny", grade_module.GradeOptions(**options))
+        return report, {r.student: r for r in report.results}
+
+    run.jobs, run.outcomes, run.gradebook, run.course = jobs, outcomes, gradebook, course
+    return run
+
+
+def test_grade_runs_records_and_reports_each_submission(fast_grade, capsys):
+    course = fast_grade.course
+    for student, fixture in [("amy", "correct"), ("bob", "missing_answer"), ("cat", "rigged"), ("dan", "corrupted")]:
+        submit(course, student, fixture)
+    (course.submitted / "eve" / "tiny").mkdir(parents=True)  # no notebook
+    report, results = fast_grade(workers=2, seed=3, quick=False, data_source="online")
+    assert sorted(results) == ["amy", "bob", "cat", "dan", "eve"]
+    assert {s: r.status for s, r in results.items()} == {
+        "amy": "graded", "bob": "problem", "cat": "problem", "dan": "failed", "eve": "failed"}
+    assert sorted(j.label for j in fast_grade.jobs) == ["amy", "bob", "cat"]  # nothing to run for dan and eve
+    assert all(j.parameters == {"device": "cpu", "seed": 3, "data_source": "online", "quick": False}
+               and j.gpu is None for j in fast_grade.jobs)
+    assert results["amy"].problems == [] and results["amy"].reference == "key-3"
+    assert (results["amy"].seconds, results["amy"].host) == (1.5, "host-1")
+    assert results["bob"].problems == ["answer cells are missing from the submission"]
+    assert results["cat"].problems[0].startswith("for review: the notebook's own code reaches into the grading")
+    assert "not valid JSON" in results["dan"].problems[0]
+    assert results["eve"].problems == [
+        "no notebook found: expected submitted/<student>/<assignment>/<assignment>.ipynb"]
+    assert [c.score for c in results["eve"].cells] == [0.0, 0.0, None]
+    assert sorted(fast_grade.gradebook.recorded) == sorted((s, r.status) for s, r in results.items())
+    assert report.standings == {s: (float(len(s)), False) for s in results}
+    for student, result in results.items():  # the files, as the gradebook's
+        assert SubmissionResult.load(course.autograded / student / "tiny" / "result.json") == result
+    kept = sorted(p.parent.parent.name for p in course.autograded.glob("*/tiny/tiny.ipynb"))
+    assert kept == ["amy", "bob", "cat"]  # the executed notebooks, of the runs that made one
+    assert fast_grade.gradebook.released == 1 and capsys.readouterr().err == ""  # no progress bar when asked
+    assert sorted(r.student for r in report.problems) == ["bob", "cat", "dan", "eve"]
+    again, _ = fast_grade(workers=2, seed=3, quick=False, data_source="online")
+    assert fast_grade.gradebook.released == 1  # the gradebook knows the assignment now
+    assert sorted(again.skipped) == ["amy", "bob", "cat", "dan"]  # eve's missing notebook is looked for again
+    assert sorted(r.student for r in again.problems) == ["bob", "cat", "dan", "eve"]  # a rerun keeps them
+
+
+def test_grade_retries_a_killed_run_up_to_three_times_and_flags_a_stopped_one(fast_grade):
+    for student in ("amy", "bob", "cat", "dan", "eve", "fay", "gus"):
+        submit(fast_grade.course, student, "correct")
+    executed = nbformat.reads((SUBMISSIONS / "correct.ipynb").read_text(), as_version=4)
+    test = next(c for c in executed.cells if grade_id(c) == "test_double")
+    test.outputs = [nbformat.v4.new_output("error", ename="KeyboardInterrupt", evalue="", traceback=[])]
+    fast_grade.outcomes.update({
+        "amy": [("killed", "the runner was killed", None)],  # every time
+        "bob": [("killed", "the runner was killed", None), ("ok", "")],  # once: the second run counts
+        "cat": [(RuntimeError("KilledWorker"), "")],  # the worker itself died
+        "dan": [("timeout", "the notebook ran out of time", nbformat.writes(executed))],
+        "eve": [("tampered", "the records were rewritten", None)],
+        "fay": [("kernel_died", "the kernel died", None)],
+        "gus": [("ok", "", "{not json")],  # cut short while writing the notebook
+    })
+    _, results = fast_grade(workers=1)
+    assert {j.parameters["quick"] for j in fast_grade.jobs} == {True}  # quick training runs unless told otherwise
+    attempts = {s: sum(j.label == s for j in fast_grade.jobs) for s in results}
+    assert attempts == {"amy": 3, "bob": 2, "cat": 3, "dan": 1, "eve": 1, "fay": 1, "gus": 1}
+    assert {s: r.status for s, r in results.items()} == {
+        "amy": "failed", "bob": "graded", "cat": "failed", "dan": "problem", "eve": "problem", "fay": "failed",
+        "gus": "problem"}
+    assert results["amy"].problems == ["the runner was killed (killed its worker 3 times; gave up)"]
+    assert results["cat"].problems == [
+        "the worker running it died: RuntimeError: KilledWorker (killed its worker 3 times; gave up)"]
+    assert results["dan"].problems == ["stopped at the time limit per cell: test_double",
+                                       "the notebook ran out of time"]
+    assert results["eve"].problems == ["the records were rewritten"]
+    assert results["fay"].problems == ["the kernel died"] and results["bob"].problems == []
+    assert (results["cat"].seconds, results["bob"].seconds) == (0.0, 1.5)  # a worker that died timed nothing
+    assert results["gus"].problems == ["the executed notebook could not be read back (the run was cut short while "
+                                       "writing it): no test result could be placed"]
+
+
+def test_grade_skips_a_submission_graded_before_unless_it_or_the_reference_changed(fast_grade):
+    course = fast_grade.course
+    for student in ("amy", "bob", "cat"):
+        submit(course, student, "correct")
+    first, _ = fast_grade(workers=1)
+    assert len(first.results) == 3 and first.unchanged == []
+    submit(course, "bob", "partly_wrong")  # a new notebook
+    (course.submitted / "cat" / "tiny" / "timestamp.txt").write_text("2026-12-02 10:00:00.000000 UTC")  # collected again
+    fast_grade.gradebook.recorded.clear()
+    again, results = fast_grade(workers=1)
+    assert sorted(results) == ["bob"] and sorted(again.skipped) == ["amy", "cat"]
+    assert fast_grade.gradebook.recorded == [("cat", "graded"), ("bob", "graded")]  # cat's new time, then bob
+    cat = SubmissionResult.load(course.autograded / "cat" / "tiny" / "result.json")
+    assert cat.submitted_at.startswith("2026-12-02T10:00:00") and again.standings.keys() == {"amy", "bob", "cat"}
+    fast_grade.gradebook.known.pop("amy")  # another gradebook (--db) that lacks amy's grade
+    fast_grade.gradebook.recorded.clear()
+    refill, _ = fast_grade(workers=1)
+    assert refill.results == [] and fast_grade.gradebook.recorded == [("amy", "graded")]
+    assert sorted(r.student for r in fast_grade(workers=1, seed=1)[0].results) == ["amy", "bob", "cat"]  # new reference
+    assert sorted(r.student for r in fast_grade(workers=1, seed=1, force=True)[0].results) == ["amy", "bob", "cat"]
+
+
+def test_grade_shares_the_cores_among_the_jobs_it_runs_at_once(fast_grade, monkeypatch):
+    from autograder import grade as grade_module
+    for student in ("amy", "bob", "cat"):
+        submit(fast_grade.course, student, "correct")
+    monkeypatch.setattr(grade_module.os, "cpu_count", lambda: 8)
+    fast_grade()  # one job per core, but only 3 submissions: 3 at once, 8 // 3 cores each
+    assert [j.threads for j in fast_grade.jobs] == [2, 2, 2]
+    fast_grade.jobs.clear()
+    fast_grade(workers=2, force=True)
+    assert [j.threads for j in fast_grade.jobs] == [4, 4, 4]
+    fast_grade.jobs.clear()
+    fast_grade(workers=16, force=True)
+    assert [j.threads for j in fast_grade.jobs] == [2, 2, 2]
+    fast_grade.jobs.clear()
+    fast_grade(workers=1, force=True)
+    assert [j.threads for j in fast_grade.jobs] == [8, 8, 8]
+    monkeypatch.setattr(grade_module.os, "cpu_count", lambda: None)  # unknown: one
+    fast_grade.jobs.clear()
+    fast_grade(force=True)
+    assert [j.threads for j in fast_grade.jobs] == [1, 1, 1]
+
+
+def test_grade_runs_on_the_gpus_it_sees_one_job_per_gpu(fast_grade, monkeypatch):
+    from types import SimpleNamespace
+
+    from autograder import grade as grade_module
+    for student in ("amy", "bob", "cat"):
+        submit(fast_grade.course, student, "correct")
+    cuda = SimpleNamespace(is_available=lambda: True, device_count=lambda: 2)
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))  # two GPUs, without importing torch
+    monkeypatch.setattr(grade_module.os, "cpu_count", lambda: 8)
+    assert grade_module.gpu_count("cpu") == 0 and grade_module.gpu_count("auto") == 2
+    fast_grade(device="auto")
+    assert {j.parameters["device"] for j in fast_grade.jobs} == {"cuda"}
+    assert {j.gpu for j in fast_grade.jobs} == {0, 1} and {j.threads for j in fast_grade.jobs} == {4}
+    cuda.device_count = lambda: 1
+    fast_grade.jobs.clear()
+    fast_grade(device="auto", force=True)  # one GPU is a GPU too
+    assert [(j.parameters["device"], j.gpu) for j in fast_grade.jobs] == [("cuda", 0)] * 3
+    cuda.is_available = lambda: False
+    assert grade_module.gpu_count("auto") == 0
+    with pytest.raises(ValueError, match="--device cuda was asked for, but no CUDA GPU is visible here"):
+        grade_module.gpu_count("cuda")
+
+
+def test_find_submissions_takes_the_assignments_notebook_or_the_only_one(course):
+    from autograder.grade import find_submissions
+
+    for student, names in [("amy", ["tiny.ipynb", "scratch.ipynb"]), ("bob", ["mine.ipynb"]),
+                           ("cat", ["a.ipynb", "b.ipynb"]), ("dan", [])]:
+        folder = course.submitted / student / "tiny"
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text("{}")
+    (course.submitted / "eve" / "other").mkdir(parents=True)  # submitted another assignment only
+    found = find_submissions(course, "tiny", None)
+    assert found == {"amy": course.submitted / "amy" / "tiny" / "tiny.ipynb",
+                     "bob": course.submitted / "bob" / "tiny" / "mine.ipynb", "cat": None, "dan": None}
+    assert list(find_submissions(course, "tiny", ["bob", "dan"])) == ["bob", "dan"]
+    with pytest.raises(ValueError, match="no submissions of 'nothing' under"):
+        find_submissions(course, "nothing", None)
 
 
 def test_job_files_are_read_back_without_following_links(tmp_path):
