@@ -45,11 +45,11 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp("e2e") / "course", cell_timeout=8)
+    course = make_course(tmp_path_factory.mktemp("e2e") / "course", cell_timeout=20)
     for name in EXPECTED:
         submit(course, name.replace("_", "-"), name)
     (course.submitted / "correct" / "tiny" / "timestamp.txt").write_text("2026-12-01 22:59:10.000000 UTC")  # as collect writes it
-    status = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "8"])
+    status = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "20"])
     return course, status
 
 
@@ -132,7 +132,7 @@ def test_a_rerun_still_reports_earlier_problems_and_shows_manual_grades(graded, 
         grade.manual_score, grade.needs_manual_grade = 0.5, False  # as nbgrader's formgrader saves a grade
         gb.db.commit()
     capsys.readouterr()
-    again = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "8"])
+    again = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "20"])
     out = capsys.readouterr().out
     assert again == status  # a second run does not turn a failed run green
     problems = sum(st != "graded" for _, st in EXPECTED.values())
