@@ -11,7 +11,7 @@ from autograder.config import Limits
 from autograder.grade import find_submissions
 from autograder.load import SubmissionError, read_submission
 from autograder.score import answer_errors
-from autograder.validate import ValidationReport, format_report
+from autograder.validate import CODE_STUB, ValidationReport, format_report
 from tests.autograder.conftest import submit
 
 
@@ -171,9 +171,6 @@ def _validated(tmp_path, monkeypatch, cells, *, errors=(), unrun=(), status="ok"
     return report, jobs[0]
 
 
-STUB = "raise NotImplementedError()"
-
-
 def test_validate_sorts_every_cell_of_the_run_into_its_verdict(tmp_path, monkeypatch):
     """validate without a kernel: the run is faked, so what is checked is how each executed cell is read."""
     cells = [
@@ -183,10 +180,10 @@ def test_validate_sorts_every_cell_of_the_run_into_its_verdict(tmp_path, monkeyp
         _cell("code", "data = load()", "data", locked=True),
         _cell("code", "assert double(3) == 6", "test_double", grade=True, points=2),
         _cell("markdown", "## Part 2: the rest"),
-        _cell("code", f"def mean(x):\n    {STUB}", "mean", solution=True),
+        _cell("code", f"def mean(x):\n    {CODE_STUB}", "mean", solution=True),
         _cell("code", "raise RuntimeError('debugging')", "boom", solution=True),
         _cell("code", "raise NotImplementedError('soon')", "soon", solution=True),  # no stub text: the run tells
-        _cell("code", STUB, "top", solution=True),  # both the text and the run say so: listed once
+        _cell("code", CODE_STUB, "top", solution=True),  # both the text and the run say so: listed once
         _cell("code", "plot(mean(data))", "plot", locked=True),
         _cell("code", "assert mean([1]) == 1", "test_mean", grade=True, points=3),
         _cell("code", "assert boom", "test_boom", grade=True, points=1),
@@ -224,7 +221,7 @@ def test_validate_of_a_clean_run_is_ok_and_a_failed_run_still_reports_the_unwrit
     assert format_report(report).startswith("  PASS  test_double (2 pt)\n1 passed, 0 failed (all visible tests pass). ")
     assert (report.problems, report.missing_tests, report.missing_answers) == ([], [], [])
 
-    cells[0].source = f"def double(x):\n    {STUB}"
+    cells[0].source = f"def double(x):\n    {CODE_STUB}"
     stopped, _ = _validated(tmp_path, monkeypatch, cells, unrun={"double", "test_double"}, status="kernel_died",
                             message="the kernel died", released={"tests": ["test_double"], "answers": ["double"]})
     assert stopped.problems == ["the kernel died"] and stopped.unanswered == ["double"]
@@ -236,11 +233,11 @@ def test_validate_of_a_clean_run_is_ok_and_a_failed_run_still_reports_the_unwrit
 
 def test_validate_counts_a_stub_as_written_if_each_stubbed_definition_comes_again_before_the_test(
         tmp_path, monkeypatch):
-    answer = f"def helper():\n    return 1\n\n\ndef triple(x):\n    {STUB}"  # the helper holds no stub
+    answer = f"def helper():\n    return 1\n\n\ndef triple(x):\n    {CODE_STUB}"  # the helper holds no stub
     later = _cell("code", "import math\n\n\ndef triple(x):\n    return 3 * x")
     magic = _cell("code", "%timeit triple(1)")  # not Python: defines nothing, breaks nothing
     test = _cell("code", "assert triple(1) == 3", "test_triple", grade=True, points=1)
-    both = _cell("code", f"def triple(x):\n    {STUB}\n\n\ndef third(x):\n    {STUB}", "triple", solution=True)
+    both = _cell("code", f"def triple(x):\n    {CODE_STUB}\n\n\ndef third(x):\n    {CODE_STUB}", "triple", solution=True)
 
     report, _ = _validated(tmp_path, monkeypatch, [_cell("code", answer, "triple", solution=True), magic, later, test])
     assert report.redefined == [("triple", ["triple"])] and report.unanswered == []

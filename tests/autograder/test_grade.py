@@ -43,13 +43,18 @@ EXPECTED = {
 }
 
 
+# Seconds per cell: room for the setup cell's torch import on a busy machine (8 s was not);
+# the looping submission waits it out.
+CELL_TIMEOUT = 20
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = make_course(tmp_path_factory.mktemp("e2e") / "course", cell_timeout=20)
+    course = make_course(tmp_path_factory.mktemp("e2e") / "course", cell_timeout=CELL_TIMEOUT)
     for name in EXPECTED:
         submit(course, name.replace("_", "-"), name)
     (course.submitted / "correct" / "tiny" / "timestamp.txt").write_text("2026-12-01 22:59:10.000000 UTC")  # as collect writes it
-    status = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "20"])
+    status = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", str(CELL_TIMEOUT)])
     return course, status
 
 
@@ -132,7 +137,7 @@ def test_a_rerun_still_reports_earlier_problems_and_shows_manual_grades(graded, 
         grade.manual_score, grade.needs_manual_grade = 0.5, False  # as nbgrader's formgrader saves a grade
         gb.db.commit()
     capsys.readouterr()
-    again = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", "20"])
+    again = cli.main(["--course", str(course.root), "grade", "tiny", "--workers", "2", "--timeout", str(CELL_TIMEOUT)])
     out = capsys.readouterr().out
     assert again == status  # a second run does not turn a failed run green
     problems = sum(st != "graded" for _, st in EXPECTED.values())
