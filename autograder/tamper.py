@@ -17,7 +17,9 @@ at the top level (also through a walrus in a comprehension, a ``match`` pattern 
 ``sys.modules``, ``ctypes``, IPython's namespace) or ``/proc``, use ``exec``, ``eval`` or
 ``__import__`` (code built from strings), run other programs (``!`` commands, ``os.system``,
 ``subprocess``) or magics other than timing ones, or change attributes of modules
-(``torch.allclose = ...``, also under another name, through ``vars()`` or ``__setattr__``).
+(``torch.allclose = ...``, also through ``vars()`` or ``__setattr__``, and under another name:
+:mod:`autograder.module_names` follows a module from cell to cell, through renames,
+containers, loops and the notebook's own functions).
 A flag scores nothing by itself: it tells the instructor where to look.
 """
 
@@ -27,7 +29,8 @@ import ast
 
 import nbformat
 
-from autograder.cells import grade_id, is_answer
+from autograder.cells import grade_id, is_answer, is_autograded_test
+from autograder.module_names import ModuleNames, module_names, root_of
 
 GRADING_WORDS = ("autograder", "AUTOGRADER_CHECKS", "checks.jsonl")
 RECORDER_NAMES = frozenset({"check", "plain", "expect"})  # what test cells call from autograder.checks
@@ -63,7 +66,6 @@ MODULE_ATTRIBUTES = {
 # torch as torch, nn and F, numpy as np). Settings under torch.backends are not patches.
 GUARDED_MODULES = frozenset({"torch", "numpy", "math", "builtins", "autograder", "sys", "os", "functools",
                              "operator", "json", "random", "io", "pathlib", "importlib", "types"})
-SETUP_ALIASES = {"torch": "torch", "nn": "torch", "F": "torch", "np": "numpy", "math": "math"}
 # Magics whose argument or body is Python run in the notebook's namespace: read like code.
 PYTHON_MAGICS = frozenset({"time", "timeit", "prun", "capture"})
 HARMLESS_MAGICS = frozenset({"matplotlib", "html", "markdown", "latex", "svg", "javascript", "js"})
@@ -80,32 +82,6 @@ def _ipython_to_python(source: str) -> str:
         return TransformerManager().transform_cell(source)
     except Exception:  # noqa: BLE001 - IPython could not transform it either: read it as it is
         return source
-
-
-def _root(node: ast.AST) -> ast.AST:
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        node = node.func if isinstance(node, ast.Call) else node.value
-    return node
-
-
-def _aliases(tree: ast.AST, known: dict[str, str] | None = None) -> dict[str, str]:
-    """Local name -> top-level module it stands for (``import numpy as np``: np -> numpy;
-    ``T = torch``: T -> torch), starting from ``known``."""
-    aliases = {**SETUP_ALIASES, **(known or {})}
-    renames = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            aliases.update({alias.asname or alias.name.split(".")[0]: alias.name.split(".")[0] for alias in node.names})
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            aliases.update({alias.asname or alias.name: node.module.split(".")[0] for alias in node.names})
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)) and isinstance(node.value, ast.Name):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            renames += [(t.id, node.value.id) for t in targets if isinstance(t, ast.Name)]
-    for _ in renames:  # chains of renames (A = torch; B = A), in any order
-        for name, value in renames:
-            if value in aliases:
-                aliases[name] = aliases[value]
-    return aliases
 
 
 def _module_attribute(module: str | None, name: str) -> str | None:
@@ -129,8 +105,8 @@ class _Reader(ast.NodeVisitor):
     """Collects ``(line, what)`` findings; ``depth`` counts the scopes (functions, classes,
     lambdas, comprehensions) around a node: a name bound at depth 0 is the notebook's."""
 
-    def __init__(self, aliases: dict[str, str], line_offset: int) -> None:
-        self.aliases, self.offset, self.depth = aliases, line_offset, 0
+    def __init__(self, names: ModuleNames, line_offset: int) -> None:
+        self.names, self.offset, self.depth = names, line_offset, 0
         self.comprehensions = 0  # of the scopes in depth, how many are comprehensions
         self.found: list[tuple[int, str]] = []
         self.magic_ipython: set[int] = set()  # get_ipython names that belong to a magic
@@ -140,8 +116,9 @@ class _Reader(ast.NodeVisitor):
         self.found.append((getattr(node, "lineno", 1) + self.offset, what))
 
     def module_of(self, node: ast.AST) -> str | None:
-        root = _root(node)
-        return self.aliases.get(root.id) if isinstance(root, ast.Name) else None
+        root = root_of(node)
+        # torch.x.y, F.relu(x).z; then next(iter(mods)).z
+        return (self.names.modules.get(root.id) if isinstance(root, ast.Name) else None) or self.names.module_in(node)
 
     def scoped(self, node: ast.AST) -> None:
         self.depth += 1
@@ -230,7 +207,10 @@ class _Reader(ast.NodeVisitor):
             self.add(node, "uses __dict__")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and self.module_of(node) in GUARDED_MODULES \
                 and not ast.unparse(node).startswith("torch.backends."):
-            self.add(node, f"assigns to {ast.unparse(node)[:80]}")
+            root = root_of(node)
+            holder = f" ({root.id} can be or hold the {self.module_of(node)} module)" \
+                if isinstance(root, ast.Name) and root.id in self.names.held else ""
+            self.add(node, f"assigns to {ast.unparse(node)[:80]}{holder}")
         if any(word in node.attr for word in GRADING_WORDS):
             self.add(node, "names the grader")
         self.generic_visit(node)
@@ -289,7 +269,7 @@ class _Reader(ast.NodeVisitor):
             words = code.split()
             code = next((" ".join(words[i:]) for i in range(len(words) + 1) if _parses(" ".join(words[i:]))), "")
         offset = getattr(node, "lineno", 1) + self.offset - (0 if kind == "run_cell_magic" else 1)
-        self.found += findings_in(code, offset, self.aliases)
+        self.found += findings_in(code, offset, self.names)
 
 
 def _parses(code: str) -> bool:
@@ -300,28 +280,39 @@ def _parses(code: str) -> bool:
     return True
 
 
-def findings_in(source: str, line_offset: int = 0, aliases: dict[str, str] | None = None) -> list[tuple[int, str]]:
-    """``(line, what)`` for each construct of the module docstring found in ``source``
-    (a cell; ``line_offset`` and ``aliases`` for code a magic runs inside another cell)."""
+def _parsed(source: str) -> ast.Module | None:
     try:
-        tree = ast.parse(_ipython_to_python(source))
+        return ast.parse(_ipython_to_python(source))
     except SyntaxError:
-        return []  # IPython cannot run it either: the cell raises SyntaxError and does nothing
-    reader = _Reader(_aliases(tree, aliases), line_offset)
+        return None  # IPython cannot run it either: the cell raises SyntaxError and does nothing
+
+
+def findings_in(source: str, line_offset: int = 0, names: ModuleNames | None = None) -> list[tuple[int, str]]:
+    """``(line, what)`` for each construct of the module docstring found in ``source``
+    (a cell), with ``names`` bound in other cells (or around the code a magic runs)."""
+    tree = _parsed(source)
+    if tree is None:
+        return []
+    reader = _Reader(module_names(tree, names), line_offset)
     reader.visit(tree)
     return sorted(set(reader.found))
 
 
 def scan(notebook: nbformat.NotebookNode) -> list[str]:
     """One line per finding in the student's cells (answer cells and cells without a grade
-    id: those the student added), in notebook order."""
+    id: those the student added), in notebook order. A name bound in one cell is followed
+    into the others (the kernel keeps it): ``import torch as T`` in one, ``T.allclose = f``
+    in the next. Test cells are left out of that; they are replaced before grading."""
+    code = [cell for cell in notebook.cells if cell.cell_type == "code" and not is_autograded_test(cell)]
+    trees = [tree for cell in code if (tree := _parsed(cell.source)) is not None]
+    names = module_names(ast.Module(body=[s for tree in trees for s in tree.body], type_ignores=[]))
     lines = []
-    for cell in notebook.cells:
+    for cell in code:
         gid = grade_id(cell)
-        if cell.cell_type != "code" or (gid is not None and not is_answer(cell)):
+        if gid is not None and not is_answer(cell):
             continue
         where = f"answer cell {gid!r}" if gid else "a cell the student added"
-        lines += [f"{where}, line {line}: {what}" for line, what in findings_in(cell.source)]
+        lines += [f"{where}, line {line}: {what}" for line, what in findings_in(cell.source, names=names)]
     return lines
 
 

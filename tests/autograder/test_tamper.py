@@ -197,6 +197,36 @@ def test_assigning_to_an_attribute_of_any_guarded_module_is_found(source):
     assert (len(source.splitlines()), f"assigns to {target}") in findings_in(source)
 
 
+HELD = "({} can be or hold the {} module)"
+
+
+@pytest.mark.parametrize(("source", "finding"), [
+    ("for m in [torch, np]:\n    m.allclose = f", (2, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
+    ("mods = [torch]\nmods[0].allclose = f", (2, f"assigns to mods[0].allclose {HELD.format('mods', 'torch')}")),
+    ('d = {}\nd["t"] = torch\nfor k, v in d.items():\n    v.allclose = f',
+     (4, f"assigns to v.allclose {HELD.format('v', 'torch')}")),
+    ("mods = list((np,))\nnext(iter(mods)).allclose = f", (2, "assigns to next(iter(mods)).allclose")),
+    ('[setattr(m, "allclose", f) for m in (torch, np)]', (1, "calls setattr() on the torch module")),
+    ("T = torch.Tensor\nT.__eq__ = f", (2, f"assigns to T.__eq__ {HELD.format('T', 'torch')}")),
+    ("testing = getattr(torch, 'testing')\ntesting.assert_close = f",
+     (2, f"assigns to testing.assert_close {HELD.format('testing', 'torch')}")),
+    ("def patch(x, m):\n    m.allclose = f\npatch(1, torch)", (2, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
+    ("def patch(m=torch.testing):\n    m.assert_close = f",
+     (2, f"assigns to m.assert_close {HELD.format('m', 'torch')}")),
+    ("def patch(*ms):\n    for m in ms:\n        m.isclose = f\npatch(math)",
+     (3, f"assigns to m.isclose {HELD.format('m', 'math')}")),
+    ('def patch(**ms):\n    ms["a"].allclose = f\npatch(a=torch)',
+     (2, f"assigns to ms['a'].allclose {HELD.format('ms', 'torch')}")),
+    ('patch = lambda m: setattr(m, "allclose", f)\npatch(torch)', (1, "calls setattr() on the torch module")),
+    ('list(map(lambda m: setattr(m, "allclose", f), [torch]))', (1, "calls setattr() on the torch module")),
+    ("import sys as s\nfor m in [s]:\n    m.modules.clear()", (3, "uses sys.modules")),
+    ("def get():\n    return torch\nget().allclose = f", (3, "assigns to get().allclose")),
+    ("get = lambda: [np]\nm = get()[0]\nm.allclose = f", (3, f"assigns to m.allclose {HELD.format('m', 'numpy')}")),
+])
+def test_a_module_reached_through_a_container_a_loop_or_a_call_is_followed(source, finding):
+    assert finding in findings_in(source)
+
+
 def test_a_magic_the_reading_does_not_know_is_one_finding():
     """The body of %%writefile is not run in the namespace: it is not read as code."""
     assert findings_in("%%writefile helper.py\nimport ctypes") == [(1, "runs the magic %%writefile")]
@@ -238,6 +268,16 @@ def test_a_magic_without_a_name_and_a_hand_written_magic_call():
     "sizes = [n := len(x) for x in batches]",
     "match mode:\n    case 'train':\n        model.train()\n    case other:\n        model.eval()",
     "backend = torch\nx = backend.stack([backend.randn(3)])\nlayers = torch.stack(xs)",
+    # modules and their functions passed around as values, and attributes set on ordinary objects
+    "class RNN(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.act = torch.tanh\n"
+    "        self.W = nn.Parameter(torch.zeros(3))",
+    "def rnn(X, W, act=torch.tanh):\n    X.grad = None\n    return act(X @ W)\nrnn(X, W, F.relu)",
+    "for name, act in [('tanh', torch.tanh), ('relu', F.relu)]:\n    print(name, act(x))",
+    "params = [W, b]\nfor p in params:\n    p.grad = None\nfor p in net.parameters():\n    p.requires_grad = False",
+    "def sgd(params, lr):\n    for p in params:\n        p.data -= lr * p.grad\nsgd([W], torch.tensor(0.1))",
+    "y = np.copy(x)\ny.shape = (2, 3)\nsaved = {'w': W.copy()}\nsaved.get('w').flags.writeable = False",
+    "opt = torch.optim.SGD(net.parameters(), lr=0.1)\nopt.param_groups[0]['lr'] = 0.01",
+    "def relu(x):\n    return torch.maximum(x, torch.zeros_like(x))\nh = relu(x)\nh.retain_grad = True",
 ])
 def test_ordinary_deep_learning_code_is_not_flagged(source):
     assert findings_in(source) == []
@@ -266,6 +306,20 @@ def test_scan_reads_answer_cells_and_added_cells_not_the_course_cells():
     ])
     assert scan(notebook) == ["answer cell 'answer', line 2: binds check, a name the tests record with",
                               "a cell the student added, line 2: assigns to torch.allclose"]
+
+
+def test_scan_follows_a_name_from_one_cell_into_the_next():
+    """The kernel keeps what each cell binds; test cells are not followed (they are replaced)."""
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import torch as T\nmods = [np]"),
+        nbformat.v4.new_code_cell("T.allclose = max\nfor m in mods:\n    m.allclose = max"),
+        nbformat.v4.new_code_cell("w.grad = None"),
+    ])
+    test = nbformat.v4.new_code_cell("w = torch")
+    test.metadata["nbgrader"] = {"grade_id": "test_w", "grade": True, "solution": False, "locked": True, "points": 1}
+    notebook.cells.insert(0, test)
+    assert scan(notebook) == ["a cell the student added, line 1: assigns to T.allclose",
+                              f"a cell the student added, line 3: assigns to m.allclose {HELD.format('m', 'numpy')}"]
 
 
 def test_a_review_problem_names_the_first_findings_and_counts_the_rest():
