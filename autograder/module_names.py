@@ -3,25 +3,35 @@
 after ``for m in [torch, np]``, ``mods = [torch]``, ``def patch(m): ...; patch(torch)``.
 
 Read from the code's text, flow-insensitively (a name bound to a module anywhere counts
-everywhere) and conservatively: what matters is that patching a module under another name
-is found, and that ordinary code (``self.act = torch.tanh``, ``for p in params``) is not.
+everywhere), so that patching a module under another name is found. What a module merely
+provides is not the module: ``torch.tanh``, ``np.nan`` and ``torch.float32`` are values,
+found so by looking the attribute up in the installed package (only in the guarded
+packages, imported by their fixed names, never by a name the notebook wrote); ``torch.nn``,
+``torch.testing`` and ``torch.Tensor`` (a class whose methods can be patched) are followed.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
+import functools
+import importlib
+import types
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
-# The names the course's setup cells import: torch as torch, nn and F, numpy as np.
-SETUP_ALIASES = {"torch": "torch", "nn": "torch", "F": "torch", "np": "numpy", "math": "math"}
-
-# Calls whose result holds what they are given: ``list([torch])``, ``getattr(torch, "testing")``.
+# Modules whose attributes a submission must not replace.
+GUARDED_MODULES = frozenset({"torch", "numpy", "math", "builtins", "autograder", "sys", "os", "functools",
+                             "operator", "json", "random", "io", "pathlib", "importlib", "types"})
+# What the course's setup cells import: torch as torch, nn and F, numpy as np, and math.
+SETUP_PATHS = {"torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional", "np": "numpy", "math": "math"}
+# Calls whose result holds (some of) their positional arguments: list([torch]), max(torch, np).
 PASS_THROUGH_CALLS = frozenset({"list", "tuple", "set", "frozenset", "dict", "iter", "next", "reversed", "sorted",
-                                "enumerate", "zip", "filter", "getattr"})
-CONTAINER_METHODS = frozenset({"values", "items", "keys", "get", "pop", "popitem", "copy", "setdefault"})
+                                "enumerate", "zip", "min", "max"})
+CONTAINER_READS = frozenset({"values", "items", "keys", "get", "pop", "popitem", "copy", "setdefault"})
+CONTAINER_WRITES = frozenset({"append", "extend", "insert", "add", "update", "setdefault", "appendleft"})
+Function = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
 
 
 def root_of(node: ast.AST) -> ast.AST:
@@ -31,64 +41,128 @@ def root_of(node: ast.AST) -> ast.AST:
     return node
 
 
+@functools.cache
+def is_module_or_class(path: str) -> bool:
+    """Whether the dotted ``path`` (``torch.nn.functional``, ``torch.Tensor``) is a module or
+    a class; ``np.nan``, ``torch.float32`` and ``F.relu`` are not. Unknown: True."""
+    top, *attributes = path.split(".")
+    if top not in GUARDED_MODULES:
+        return True
+    try:
+        found = importlib.import_module(top)
+        for attribute in attributes:
+            found = getattr(found, attribute)
+    except Exception:  # noqa: BLE001 - not there (or broken): keep following it
+        return True
+    return isinstance(found, (types.ModuleType, type))
+
+
 @dataclass
 class ModuleNames:
     """Local names that stand for a module: ``modules`` maps each to its top-level module.
-    A name is that module (``import numpy as np``, ``T = torch``) or, if it is in ``held``,
-    can be or hold it: a loop variable over ``[torch, np]``, a container a module was put
-    in, a parameter of a function the notebook calls with a module."""
+    A name is that module (``import numpy as np``, ``T = torch``; ``paths`` has its dotted
+    path) or, if it is in ``held``, can be or hold it: a loop variable over ``[torch, np]``,
+    a container a module was put in, a parameter of a function the notebook calls with one."""
 
-    modules: dict[str, str] = field(default_factory=lambda: dict(SETUP_ALIASES))
+    modules: dict[str, str] = field(default_factory=lambda: {n: p.split(".")[0] for n, p in SETUP_PATHS.items()})
+    paths: dict[str, str] = field(default_factory=lambda: dict(SETUP_PATHS))
     held: set[str] = field(default_factory=set)
     returning: dict[str, str] = field(default_factory=dict)  # functions that can return a module: def get(): return torch
 
+    def copy(self) -> ModuleNames:
+        return ModuleNames(dict(self.modules), dict(self.paths), set(self.held), dict(self.returning))
+
     def is_module(self, name: str) -> bool:
         return name in self.modules and name not in self.held
+
+    def path_of(self, node: ast.AST) -> str | None:
+        """``torch.nn.functional`` for ``F`` or ``nn.functional``: the dotted path of an
+        attribute chain that starts from a name that is a module, else None."""
+        attributes = []
+        while isinstance(node, ast.Attribute):
+            attributes.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and self.is_module(node.id) and node.id in self.paths:
+            return ".".join([self.paths[node.id], *reversed(attributes)])
+        return None
 
     def module_in(self, value: ast.AST) -> str | None:
         """The module that ``value`` can be or hold, if any."""
         if isinstance(value, ast.Name):
             return self.modules.get(value.id)
+        if isinstance(value, ast.Attribute) and (path := self.path_of(value)) is not None:
+            return path.split(".")[0] if is_module_or_class(path) else None
         if isinstance(value, (ast.Attribute, ast.Subscript, ast.Starred, ast.NamedExpr)):
-            # torch.nn is a module and torch.Tensor a class whose methods can be patched;
-            # a name bound to another attribute (act = torch.tanh) is followed the same way
-            return self.module_in(value.value)
+            return self.module_in(value.value)  # mods[0], or an attribute of what a holder holds
+        parts: list[ast.AST] = []
         if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
             parts = value.elts
         elif isinstance(value, ast.Dict):
             parts = [*filter(None, value.keys), *value.values]
+        elif isinstance(value, (ast.ListComp, ast.SetComp, ast.GeneratorExp)):
+            parts = [value.elt]
+        elif isinstance(value, ast.DictComp):
+            parts = [value.key, value.value]
         elif isinstance(value, ast.IfExp):
             parts = [value.body, value.orelse]
         elif isinstance(value, ast.BoolOp):
             parts = value.values
+        elif isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Add, ast.Mult)):  # [torch] * 2, [] + [torch]
+            parts = [value.left, value.right]
         elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in self.returning:
-            return self.returning[value.func.id]
-        elif isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in PASS_THROUGH_CALLS:
-            parts = [*value.args, *(k.value for k in value.keywords)]
-        elif isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
-                and value.func.attr in CONTAINER_METHODS and isinstance(value.func.value, ast.Name) \
-                and not self.is_module(value.func.value.id):  # mods.values(), not np.copy(x)
-            parts = [value.func.value]
-        else:
-            return None
+            return self.returning[value.func.id]  # get(), where def get(): return torch
+        elif isinstance(value, ast.Call):
+            parts = self._call_parts(value)
         return next(filter(None, map(self.module_in, parts)), None)
+
+    def _call_parts(self, call: ast.Call) -> list[ast.AST]:
+        """What a call's result can hold, of what the call is given."""
+        func, arguments = call.func, call.args
+        if isinstance(func, ast.Lambda):  # (lambda: torch)()
+            return [func.body]
+        if isinstance(func, ast.Name) and func.id == "getattr" and arguments:
+            name = arguments[1] if len(arguments) > 1 else None
+            if isinstance(name, ast.Constant) and isinstance(name.value, str):  # getattr(torch, "testing")
+                return [ast.Attribute(value=arguments[0], attr=name.value, ctx=ast.Load())]
+            return arguments[:1]
+        if isinstance(func, ast.Name) and func.id == "filter":
+            return arguments[1:]
+        if isinstance(func, ast.Name) and func.id in PASS_THROUGH_CALLS:
+            return [*arguments, *(k.value for k in call.keywords if func.id == "dict")]
+        if isinstance(func, ast.Attribute) and func.attr in CONTAINER_READS and not self.is_module_like(func.value):
+            return [func.value]  # mods.values(), {"t": torch}.get("t"); not np.copy(x)
+        return []
+
+    def is_module_like(self, node: ast.AST) -> bool:
+        """``np`` or ``np.random``: a name that is a module, or a path under one."""
+        return isinstance(node, ast.Name) and self.is_module(node.id) or self.path_of(node) is not None
 
     def bind(self, names: list[str], value: ast.AST, rename: bool = False) -> list[str]:
         """Those of ``names`` that newly stand for a module, taken from ``value``; a rename
-        (``T = torch``) makes a name that module, anything else a holder of it."""
+        (``T = torch``, ``F = torch.nn.functional``) makes a name that module, anything else a
+        holder of it."""
         if all(name in self.modules for name in names):
             return []
         module = self.module_in(value)
-        is_module = rename and isinstance(value, ast.Name) and self.is_module(value.id)
-        new = [name for name in names if module is not None and name not in self.modules]
+        if module is None:
+            return []
+        path = None
+        if rename and isinstance(value, ast.Name) and self.is_module(value.id):
+            path = self.paths.get(value.id)
+        elif rename and isinstance(value, ast.Attribute):
+            path = self.path_of(value)
+        new = [name for name in names if name not in self.modules]
         self.modules.update(dict.fromkeys(new, module))
-        self.held.update(new if not is_module else ())
+        if path is not None:
+            self.paths.update(dict.fromkeys(new, path))
+        else:
+            self.held.update(new)
         return new
 
 
 def _target_names(target: ast.AST) -> list[str]:
     """Names a target binds (``a, *b``), and the container ``d`` in ``d["k"] = ...``.
-    An attribute target (``self.act = torch.tanh``) binds no name."""
+    An attribute target (``self.act = torch.tanh``, ``self.d["k"] = ...``) binds no name."""
     if isinstance(target, ast.Name):
         return [target.id]
     if isinstance(target, (ast.Tuple, ast.List)):
@@ -96,50 +170,81 @@ def _target_names(target: ast.AST) -> list[str]:
     if isinstance(target, ast.Starred):
         return _target_names(target.value)
     if isinstance(target, ast.Subscript):
-        root = root_of(target)
-        return [root.id] if isinstance(root, ast.Name) else []
+        return _target_names(target.value) if isinstance(target.value, (ast.Name, ast.Subscript)) else []
     return []
 
 
-Function = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+def _assignments(target: ast.AST, value: ast.AST) -> list[tuple[list[str], ast.AST, bool]]:
+    """``(names, value, is a rename)`` for one assignment; ``a, b = x, torch`` pairs the
+    elements, so that ``a`` takes nothing from ``torch``."""
+    if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+            and len(target.elts) == len(value.elts) \
+            and not any(isinstance(e, ast.Starred) for e in [*target.elts, *value.elts]):
+        return [pair for t, v in zip(target.elts, value.elts, strict=True) for pair in _assignments(t, v)]
+    return [(_target_names(target), value, isinstance(target, ast.Name))]
 
 
 def _parameters(function: Function) -> list[str]:
     arguments = function.args
-    return [a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]]
+    extra = [a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None]
+    return [a.arg for a in [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]] + extra
 
 
 def _returned(function: Function) -> list[ast.AST]:
-    """What ``function`` can return (with the returns of functions nested in it: conservative)."""
+    """What ``function`` can return or yield (with what functions nested in it return: conservative)."""
     if isinstance(function, ast.Lambda):
         return [function.body]
-    return [node.value for node in ast.walk(function) if isinstance(node, ast.Return) and node.value]
+    return [node.value for node in ast.walk(function)
+            if isinstance(node, (ast.Return, ast.Yield, ast.YieldFrom)) and node.value is not None]
 
 
-def _bind_call(names: ModuleNames, function: Function, arguments: list[ast.AST], keywords: list[ast.keyword]) -> list[str]:
-    """Bind the parameters of ``function`` that a call passes a module to; the new ones."""
-    positional = [a.arg for a in [*function.args.posonlyargs, *function.args.args]]
-    new = []
-    for position, argument in enumerate(arguments):
-        if isinstance(argument, ast.Starred):  # f(*mods): any parameter can take a module
-            new += names.bind(_parameters(function), argument)
-        elif position < len(positional):
-            new += names.bind([positional[position]], argument)
-        elif function.args.vararg:
-            new += names.bind([function.args.vararg.arg], argument)
-    for keyword in keywords:
-        if keyword.arg in _parameters(function):
-            new += names.bind([keyword.arg], keyword.value)
-        else:  # **kwargs, or f(**mods) into any parameter
-            new += names.bind([function.args.kwarg.arg] if function.args.kwarg else _parameters(function),
-                              keyword.value)
-    return new
+class _Parameters:
+    """The parameters an argument of a call can reach, in any of a name's definitions:
+    built once per name, in time linear in the definitions (a name defined thousands of
+    times, each called thousands of times, stays cheap to read)."""
+
+    def __init__(self, functions: list[Function]) -> None:
+        self.at: dict[int, set[str]] = {}  # position -> the parameters there
+        self.keywords: set[str] = set()
+        self.extra: set[str] = set()  # **kwargs parameters
+        varargs: dict[int, set[str]] = {}  # number of positional parameters -> *args parameters
+        for function in functions:
+            positional = [a.arg for a in [*function.args.posonlyargs, *function.args.args]]
+            for index, name in enumerate(positional):
+                self.at.setdefault(index, set()).add(name)
+            self.keywords.update(_parameters(function))
+            if function.args.vararg:
+                varargs.setdefault(len(positional), set()).add(function.args.vararg.arg)
+            if function.args.kwarg:
+                self.extra.add(function.args.kwarg.arg)
+        self.counts = sorted(varargs)  # *args reaches an argument at or after its function's count
+        self.varargs: list[set[str]] = []  # the *args parameters reached from each count on
+        for count in self.counts:
+            self.varargs.append((self.varargs[-1] if self.varargs else set()) | varargs[count])
+
+    def reached(self, position: int | str | None) -> list[str]:
+        """By position, by keyword, or (None: ``*args`` or ``**kwargs`` passed on) any."""
+        if position is None:
+            return sorted(self.keywords | self.extra)
+        if isinstance(position, str):
+            return [position] if position in self.keywords else sorted(self.extra)
+        index = bisect.bisect_right(self.counts, position) - 1
+        return sorted(self.at.get(position, set()) | (self.varargs[index] if index >= 0 else set()))
+
+
+def _bind_parameters(names: ModuleNames, parameters: _Parameters, position: int | str | None,
+                     argument: ast.AST) -> list[str]:
+    if names.module_in(argument) is None:  # the usual case: find the parameters only when needed
+        return []
+    return names.bind(parameters.reached(position), argument)
 
 
 def _bind_return(names: ModuleNames, function: str, returned: list[ast.AST]) -> list[str]:
     """``[function]`` if it newly returns a module."""
+    if function in names.returning:
+        return []
     module = next(filter(None, map(names.module_in, returned)), None)
-    if module is None or function in names.returning:
+    if module is None:
         return []
     names.returning[function] = module
     return [function]
@@ -149,50 +254,86 @@ def _mentioned(*values: ast.AST) -> set[str]:
     return {node.id for value in values for node in ast.walk(value) if isinstance(node, ast.Name)}
 
 
+def _calls(node: ast.Call, functions: dict[str, list[Function]]) -> list[tuple[str | int, list[Function], list, list]]:
+    """``(the callee's name or lambda's id, functions called, arguments, keywords)``:
+    ``map(patch, [torch])`` calls ``patch``."""
+    callee, arguments, keywords = node.func, node.args, node.keywords
+    if isinstance(callee, ast.Name) and callee.id in ("map", "filter") and arguments:
+        callee, arguments, keywords = arguments[0], arguments[1:], []
+    if isinstance(callee, ast.Lambda):
+        return [(id(callee), [callee], arguments, keywords)]
+    if isinstance(callee, ast.Name) and callee.id in functions:
+        return [(callee.id, functions[callee.id], arguments, keywords)]
+    return []
+
+
 def module_names(tree: ast.AST, known: ModuleNames | None = None) -> ModuleNames:
     """The names in ``tree`` that stand for a module, starting from ``known`` (or the setup
     cells' imports), followed through renames, containers, loops and calls until nothing
     changes."""
-    names = ModuleNames(dict(known.modules), set(known.held), dict(known.returning)) if known else ModuleNames()
+    names = known.copy() if known else ModuleNames()
+    methods = {id(f) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body}
     bindings: list[tuple[list[str], ast.AST, bool]] = []  # (names bound, the value they take a module from, a rename)
     functions: dict[str, list[Function]] = {}
-    calls: list[tuple[ast.AST, list[ast.AST], list[ast.keyword]]] = []  # (callee, arguments, keywords)
+    calls: list[ast.Call] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.modules.update({a.asname or a.name.split(".")[0]: a.name.split(".")[0] for a in node.names})
+            for a in node.names:
+                bound = a.asname or a.name.split(".")[0]
+                names.modules[bound], names.paths[bound] = a.name.split(".")[0], a.name if a.asname else bound
+                names.held.discard(bound)
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.modules.update({a.asname or a.name: node.module.split(".")[0] for a in node.names})
+            for a in node.names:
+                bound = a.asname or a.name
+                names.modules[bound], names.paths[bound] = node.module.split(".")[0], f"{node.module}.{a.name}"
+                names.held.discard(bound)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            bindings += [(_target_names(t), node.value, isinstance(t, ast.Name)) for t in targets]
+            bindings += [binding for target in targets for binding in _assignments(target, node.value)]
             for target in targets if isinstance(node.value, ast.Lambda) else []:  # patch = lambda m: ...
                 if isinstance(target, ast.Name):
                     functions.setdefault(target.id, []).append(node.value)
         elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
             bindings.append((_target_names(node.target), node.iter, False))
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            bindings.append((_target_names(node.optional_vars), node.context_expr, False))
+        elif isinstance(node, ast.Match):
+            bindings += [([n.name], node.subject, False) for case in node.cases for n in ast.walk(case.pattern)
+                         if isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and id(node) not in methods:
             functions.setdefault(node.name, []).append(node)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "map" and node.args:
-            calls.append((node.args[0], node.args[1:], []))  # map(patch, [torch]) calls patch(torch)
-        elif isinstance(node, ast.Call):
-            calls.append((node.func, node.args, node.keywords))
+        if isinstance(node, ast.Call):
+            calls.append(node)
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in CONTAINER_WRITES and isinstance(func.value, ast.Name) \
+                    and not names.is_module(func.value.id):  # mods.append(torch)
+                given = ast.Tuple(elts=[*node.args, *(k.value for k in node.keywords)], ctx=ast.Load())
+                bindings.append(([func.value.id], given, False))
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):  # def f(m=torch)
             positional = [*node.args.posonlyargs, *node.args.args]  # the defaults belong to the last ones
             bindings += [([a.arg], d, False) for a, d in zip(positional[::-1], node.args.defaults[::-1], strict=False)]
-            bindings += [([a.arg], d, False) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True) if d]
-    # Each rule: (the names its values mention, what it binds when one of those is a module).
-    # A rule runs once, then again each time a name it mentions newly stands for a module,
-    # so a long chain of renames costs its length, not its square.
+            bindings += [([a.arg], d, False) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults, strict=True)
+                         if d is not None]
+    # Each rule: (the names its value mentions, what it binds when that value holds a module).
+    # A rule runs once, then again each time a name it mentions newly stands for a module, so
+    # a long chain of renames costs its length, not its square.
     rules: list[tuple[set[str], Callable[[], list[str]]]] = [
-        (_mentioned(value), partial(names.bind, targets, value, rename)) for targets, value, rename in bindings]
-    for callee, arguments, keywords in calls:
-        called = [callee] if isinstance(callee, ast.Lambda) else \
-            functions.get(callee.id, []) if isinstance(callee, ast.Name) else []
-        rules += [(_mentioned(*arguments, *(k.value for k in keywords)),
-                   partial(_bind_call, names, function, arguments, keywords)) for function in called]
+        (_mentioned(value), functools.partial(names.bind, targets, value, rename))
+        for targets, value, rename in bindings]
+    signatures: dict[str | int, _Parameters] = {}  # callee -> the parameters of its definitions
+    for call in calls:
+        for callee, called, arguments, keywords in _calls(call, functions):
+            if callee not in signatures:
+                signatures[callee] = _Parameters(called)
+            parameters = signatures[callee]
+            given: list[tuple[int | str | None, ast.AST]] = [
+                (None if isinstance(a, ast.Starred) else i, a) for i, a in enumerate(arguments)]
+            given += [(k.arg, k.value) for k in keywords]
+            rules += [(_mentioned(argument), functools.partial(_bind_parameters, names, parameters, position, argument))
+                      for position, argument in given]
     for name, defined in functions.items():
         returned = [value for function in defined for value in _returned(function)]
-        rules.append((_mentioned(*returned), partial(_bind_return, names, name, returned)))
+        rules.append((_mentioned(*returned), functools.partial(_bind_return, names, name, returned)))
     waiting: dict[str, list[int]] = {}
     for index, (mentioned, _) in enumerate(rules):
         for name in mentioned:

@@ -30,7 +30,7 @@ import ast
 import nbformat
 
 from autograder.cells import grade_id, is_answer, is_autograded_test
-from autograder.module_names import ModuleNames, module_names, root_of
+from autograder.module_names import GUARDED_MODULES, ModuleNames, module_names, root_of
 
 GRADING_WORDS = ("autograder", "AUTOGRADER_CHECKS", "checks.jsonl")
 RECORDER_NAMES = frozenset({"check", "plain", "expect"})  # what test cells call from autograder.checks
@@ -52,7 +52,7 @@ INTERPRETER_ATTRIBUTES = frozenset({
     "currentframe", "getouterframes", "get_referrers", "get_referents", "get_objects", "_pop_mode", "_push_mode",
     "_pop_torch_function_stack", "_push_on_torch_function_stack", "DisableTorchFunction",
     "DisableTorchFunctionSubclass", "_disabled_torch_function_impl", "_set_torch_function_mode", "user_ns",
-    "user_global_ns",
+    "user_global_ns", "__self__", "__defaults__", "__kwdefaults__",
 })
 SYS_ATTRIBUTES = frozenset({"modules", "monitoring", "meta_path", "path_hooks"})  # only on the sys module
 # Attributes watched only on their own module (``torch.stack`` is not ``inspect.stack``):
@@ -62,10 +62,6 @@ MODULE_ATTRIBUTES = {
     "inspect": (INSPECT_FRAMES, "uses inspect.{}"),
     "os": (OS_PROGRAM_CALLS, "runs a shell command (os.{})"),
 }
-# Modules whose attributes a submission must not replace (the course's setup cells import
-# torch as torch, nn and F, numpy as np). Settings under torch.backends are not patches.
-GUARDED_MODULES = frozenset({"torch", "numpy", "math", "builtins", "autograder", "sys", "os", "functools",
-                             "operator", "json", "random", "io", "pathlib", "importlib", "types"})
 # Magics whose argument or body is Python run in the notebook's namespace: read like code.
 PYTHON_MAGICS = frozenset({"time", "timeit", "prun", "capture"})
 HARMLESS_MAGICS = frozenset({"matplotlib", "html", "markdown", "latex", "svg", "javascript", "js"})
@@ -82,6 +78,16 @@ def _ipython_to_python(source: str) -> str:
         return TransformerManager().transform_cell(source)
     except Exception:  # noqa: BLE001 - IPython could not transform it either: read it as it is
         return source
+
+
+def _through_class(node: ast.AST) -> bool:
+    """Whether ``node`` reaches a class from one of its objects: ``x.__class__``, ``type(x)``."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        if isinstance(node, ast.Attribute) and node.attr == "__class__" or isinstance(node, ast.Call) \
+                and isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 1:
+            return True
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return False
 
 
 def _module_attribute(module: str | None, name: str) -> str | None:
@@ -206,14 +212,23 @@ class _Reader(ast.NodeVisitor):
         elif node.attr == "__dict__" and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
             self.add(node, "uses __dict__")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and self.module_of(node) in GUARDED_MODULES \
-                and not ast.unparse(node).startswith("torch.backends."):
+                and not self.is_setting(node):
             root = root_of(node)
             holder = f" ({root.id} can be or hold the {self.module_of(node)} module)" \
                 if isinstance(root, ast.Name) and root.id in self.names.held else ""
             self.add(node, f"assigns to {ast.unparse(node)[:80]}{holder}")
+        elif isinstance(node.ctx, (ast.Store, ast.Del)) and node.attr.startswith("__") and _through_class(node.value):
+            self.add(node, f"assigns to {ast.unparse(node)[:80]} (a method of a class, through its object)")
         if any(word in node.attr for word in GRADING_WORDS):
             self.add(node, "names the grader")
         self.generic_visit(node)
+
+    def is_setting(self, node: ast.Attribute) -> bool:
+        """``torch.backends.cudnn.benchmark = True`` (also as ``cudnn.benchmark``) sets an option:
+        not a patch, unless the path goes on into something else (``torch.backends.cudnn.torch``)."""
+        path = self.names.path_of(node)
+        parts = path.split(".") if path else []
+        return parts[:2] == ["torch", "backends"] and not any(p == "torch" or p.startswith("__") for p in parts[2:])
 
     def visit_Constant(self, node: ast.Constant) -> None:
         text = node.value if isinstance(node.value, str) else ""
@@ -290,11 +305,14 @@ def _parsed(source: str) -> ast.Module | None:
 def findings_in(source: str, line_offset: int = 0, names: ModuleNames | None = None) -> list[tuple[int, str]]:
     """``(line, what)`` for each construct of the module docstring found in ``source``
     (a cell), with ``names`` bound in other cells (or around the code a magic runs)."""
-    tree = _parsed(source)
-    if tree is None:
-        return []
-    reader = _Reader(module_names(tree, names), line_offset)
-    reader.visit(tree)
+    try:
+        tree = _parsed(source)
+        if tree is None:
+            return []
+        reader = _Reader(module_names(tree, names), line_offset)
+        reader.visit(tree)
+    except RecursionError:  # the kernel cannot compile it either; the grader must not stop on it
+        return [(line_offset + 1, "is nested too deeply to be read")]
     return sorted(set(reader.found))
 
 
@@ -304,15 +322,21 @@ def scan(notebook: nbformat.NotebookNode) -> list[str]:
     into the others (the kernel keeps it): ``import torch as T`` in one, ``T.allclose = f``
     in the next. Test cells are left out of that; they are replaced before grading."""
     code = [cell for cell in notebook.cells if cell.cell_type == "code" and not is_autograded_test(cell)]
-    trees = [tree for cell in code if (tree := _parsed(cell.source)) is not None]
-    names = module_names(ast.Module(body=[s for tree in trees for s in tree.body], type_ignores=[]))
+    try:
+        trees = [tree for cell in code if (tree := _parsed(cell.source)) is not None]
+        names = module_names(ast.Module(body=[s for tree in trees for s in tree.body], type_ignores=[]))
+    except Exception:  # noqa: BLE001 - untrusted code must not stop the grader; each cell is read below
+        names = None
     lines = []
     for cell in code:
         gid = grade_id(cell)
         if gid is not None and not is_answer(cell):
             continue
         where = f"answer cell {gid!r}" if gid else "a cell the student added"
-        lines += [f"{where}, line {line}: {what}" for line, what in findings_in(cell.source, names=names)]
+        try:
+            lines += [f"{where}, line {line}: {what}" for line, what in findings_in(cell.source, names=names)]
+        except Exception as exc:  # noqa: BLE001 - a flag for the instructor, not a crash of the grader
+            lines.append(f"{where}: could not be read ({type(exc).__name__})")
     return lines
 
 

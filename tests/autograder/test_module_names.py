@@ -50,3 +50,20 @@ def test_a_long_chain_of_renames_written_backwards_is_followed_to_its_end():
     names = names_in(chain)
     assert names.modules["a0"] == "torch"
     assert len(names.held) == 5001
+
+
+def test_what_a_module_provides_is_a_value_but_its_modules_and_classes_are_followed():
+    names = names_in("a = np.nan\nb = torch.float32\nc = F.relu\nd = [torch.tanh]\ne = np.r_[1, 2]\n"
+                     "T = torch.Tensor\nG = nn.functional\nfor t in [torch.testing]:\n    pass")
+    assert not {"a", "b", "c", "d", "e"} & set(names.modules)
+    assert (names.paths["T"], names.paths["G"], names.modules["t"]) == ("torch.Tensor", "torch.nn.functional", "torch")
+    assert {"T", "G"}.isdisjoint(names.held)
+
+
+def test_a_name_defined_many_times_and_called_many_times_binds_every_definition():
+    """Calls reach the parameters of every definition (the kernel may run any of them)."""
+    source = "\n".join(f"def f(p{i}, *rest{i}):\n    pass" for i in range(300)) + "\n" + \
+        "\n".join("f(x, y)" for _ in range(300)) + "\nf(1, torch)"
+    names = names_in(source)
+    assert {f"rest{i}" for i in range(300)} <= names.held
+    assert not {f"p{i}" for i in range(300)} & set(names.modules)

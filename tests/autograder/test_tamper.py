@@ -207,7 +207,7 @@ HELD = "({} can be or hold the {} module)"
      (4, f"assigns to v.allclose {HELD.format('v', 'torch')}")),
     ("mods = list((np,))\nnext(iter(mods)).allclose = f", (2, "assigns to next(iter(mods)).allclose")),
     ('[setattr(m, "allclose", f) for m in (torch, np)]', (1, "calls setattr() on the torch module")),
-    ("T = torch.Tensor\nT.__eq__ = f", (2, f"assigns to T.__eq__ {HELD.format('T', 'torch')}")),
+    ("T = torch.Tensor\nT.__eq__ = f", (2, "assigns to T.__eq__")),
     ("testing = getattr(torch, 'testing')\ntesting.assert_close = f",
      (2, f"assigns to testing.assert_close {HELD.format('testing', 'torch')}")),
     ("def patch(x, m):\n    m.allclose = f\npatch(1, torch)", (2, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
@@ -222,6 +222,28 @@ HELD = "({} can be or hold the {} module)"
     ("import sys as s\nfor m in [s]:\n    m.modules.clear()", (3, "uses sys.modules")),
     ("def get():\n    return torch\nget().allclose = f", (3, "assigns to get().allclose")),
     ("get = lambda: [np]\nm = get()[0]\nm.allclose = f", (3, f"assigns to m.allclose {HELD.format('m', 'numpy')}")),
+    # found by a review of the first version: container methods, comprehensions, operators,
+    # match, generators, context managers, lambdas called in place, filter, *args
+    ("mods = []\nmods.append(torch)\nmods[0].allclose = f", (3, f"assigns to mods[0].allclose {HELD.format('mods', 'torch')}")),
+    ("d = {}\nd.update(t=np)\nd['t'].allclose = f", (3, f"assigns to d['t'].allclose {HELD.format('d', 'numpy')}")),
+    ("mods = [m for m in (torch,)]\nmods[0].allclose = f", (2, f"assigns to mods[0].allclose {HELD.format('mods', 'torch')}")),
+    ("for m in [] + [torch] * 2:\n    m.allclose = f", (2, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
+    ("match torch:\n    case m:\n        m.allclose = f", (3, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
+    ("def mods():\n    yield torch\nfor m in mods():\n    m.allclose = f", (4, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
+    ("from contextlib import contextmanager\n@contextmanager\ndef patched():\n    yield torch\n"
+     "with patched() as m:\n    m.allclose = f", (6, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
+    ("(lambda m: m)(torch).allclose = f", (1, "assigns to (lambda m: m)(torch).allclose")),
+    ("def patch(m):\n    m.allclose = f\nlist(filter(patch, [torch]))", (2, f"assigns to m.allclose {HELD.format('m', 'torch')}")),
+    ("def patch(*ms):\n    ms[0].allclose = f\npatch(*[torch])", (2, f"assigns to ms[0].allclose {HELD.format('ms', 'torch')}")),
+    ("max([torch], key=id).allclose = f", (1, "assigns to max([torch], key=id).allclose")),
+    ("list({'a': torch}.values())[0].allclose = f", (1, "assigns to list({'a': torch}.values())[0].allclose")),
+    ("from torch.backends import cudnn\ncudnn.torch.allclose = f", (2, "assigns to cudnn.torch.allclose")),
+    ("torch.backends.cudnn.torch.allclose = f", (1, "assigns to torch.backends.cudnn.torch.allclose")),
+    ("type(torch.zeros(1)).__eq__ = f", (1, "assigns to type(torch.zeros(1)).__eq__ (a method of a class, through its object)")),
+    ("x = torch.zeros(1)\nx.__class__.__bool__ = f", (2, "assigns to x.__class__.__bool__ (a method of a class, through its object)")),
+    ("b = len.__self__\nb.isinstance = f", (1, "uses __self__")),
+    ("def g(m=None):\n    m.allclose = f\ng.__defaults__ = (torch,)", (3, "uses __defaults__")),
+    ("def g(*, m=None):\n    m.allclose = f\ng.__kwdefaults__ = {'m': torch}", (3, "uses __kwdefaults__")),
 ])
 def test_a_module_reached_through_a_container_a_loop_or_a_call_is_followed(source, finding):
     assert finding in findings_in(source)
@@ -278,6 +300,22 @@ def test_a_magic_without_a_name_and_a_hand_written_magic_call():
     "y = np.copy(x)\ny.shape = (2, 3)\nsaved = {'w': W.copy()}\nsaved.get('w').flags.writeable = False",
     "opt = torch.optim.SGD(net.parameters(), lr=0.1)\nopt.param_groups[0]['lr'] = 0.01",
     "def relu(x):\n    return torch.maximum(x, torch.zeros_like(x))\nh = relu(x)\nh.retain_grad = True",
+    # what a module provides (np.nan, torch.float32, F.relu) is not the module; found by a review
+    "class Trainer:\n    def __init__(self, net, lr=0.1):\n        self.net = net\n        self.best = {}\n"
+    "        self.best['loss'] = math.inf\n        self.lr = lr",
+    "def f(x):\n    return torch.sin(x)\nprint(f(torch.pi))\nx = torch.linspace(0, 1, 5, requires_grad=True)\nx.grad = None",
+    "for p in [torch.float16, torch.float32]:\n    print(torch.finfo(p).eps)\nfor p in net.parameters():\n"
+    "    p.requires_grad = False",
+    "W, dtype = torch.zeros(2, 2), torch.float32\nW.requires_grad = True",
+    "for p in sorted(net.parameters(), key=torch.numel):\n    p.requires_grad = False\n"
+    "for v in filter(torch.is_tensor, outputs):\n    v.requires_grad = True",
+    "X = np.arange(6.0)\nX[X > 3] = np.nan\nX.shape = (2, 3)\nxx, yy = np.mgrid[-2:2:0.1, -2:2:0.1]\nxx.shape = (-1,)",
+    "def masked(X, value):\n    X[~mask] = value\n    return X\nout = masked(out, math.inf)\n"
+    "scores = masked(scores, 0)\nscores.requires_grad = True",
+    "fig, axes = plt.subplots(1, 3)\nfor ax, f in zip(axes, [torch.sigmoid, torch.tanh, F.relu]):\n"
+    "    ax.plot(x, f(x))\n    ax.title.fontsize = 8",
+    "class Scaler:\n    def scale(self, x):\n        self.factor = 2\ndef scale(x):\n    return x\nscale(np.nan)",
+    "from torch.backends import cudnn\ncudnn.benchmark = True\ntorch.backends.cuda.matmul.allow_tf32 = True",
 ])
 def test_ordinary_deep_learning_code_is_not_flagged(source):
     assert findings_in(source) == []
@@ -320,6 +358,25 @@ def test_scan_follows_a_name_from_one_cell_into_the_next():
     notebook.cells.insert(0, test)
     assert scan(notebook) == ["a cell the student added, line 1: assigns to T.allclose",
                               f"a cell the student added, line 3: assigns to m.allclose {HELD.format('m', 'numpy')}"]
+
+
+def test_code_nested_too_deeply_to_read_is_a_finding_not_a_crash():
+    """Python's own compiler gives up on it too; the grader must go on to the next submission."""
+    deep = "x = a" + ".a" * 3000
+    assert findings_in(deep) == [(1, "is nested too deeply to be read")]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 1"), nbformat.v4.new_code_cell(deep)])
+    assert scan(notebook) == ["a cell the student added, line 1: is nested too deeply to be read"]
+
+
+def test_a_cell_the_reading_fails_on_is_a_finding_not_a_crash(monkeypatch):
+    import autograder.tamper
+
+    def broken(tree, known=None):
+        raise ValueError("a case nobody foresaw")
+
+    monkeypatch.setattr(autograder.tamper, "module_names", broken)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 1")])
+    assert scan(notebook) == ["a cell the student added: could not be read (ValueError)"]
 
 
 def test_a_review_problem_names_the_first_findings_and_counts_the_rest():
