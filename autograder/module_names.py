@@ -41,20 +41,26 @@ def root_of(node: ast.AST) -> ast.AST:
     return node
 
 
+IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: int, np.float32, torch.dtype cannot be patched
+
+
 @functools.cache
-def is_module_or_class(path: str) -> bool:
-    """Whether the dotted ``path`` (``torch.nn.functional``, ``torch.Tensor``) is a module or
-    a class; ``np.nan``, ``torch.float32`` and ``F.relu`` are not. Unknown: True."""
+def kind_of(path: str) -> str | None:
+    """What the dotted ``path`` is: ``"module"`` (``torch.nn.functional``; also anything that
+    cannot be looked up), ``"class"`` (one whose methods can be patched: ``torch.Tensor``),
+    or None, a value (``np.nan``, ``torch.float32``, ``F.relu``, ``np.float32``)."""
     top, *attributes = path.split(".")
     if top not in GUARDED_MODULES:
-        return True
+        return "module"
     try:
         found = importlib.import_module(top)
         for attribute in attributes:
             found = getattr(found, attribute)
     except Exception:  # noqa: BLE001 - not there (or broken): keep following it
-        return True
-    return isinstance(found, (types.ModuleType, type))
+        return "module"
+    if isinstance(found, types.ModuleType):
+        return "module"
+    return "class" if isinstance(found, type) and not found.__flags__ & IMMUTABLE_TYPE else None
 
 
 @dataclass
@@ -68,9 +74,11 @@ class ModuleNames:
     paths: dict[str, str] = field(default_factory=lambda: dict(SETUP_PATHS))
     held: set[str] = field(default_factory=set)
     returning: dict[str, str] = field(default_factory=dict)  # functions that can return a module: def get(): return torch
+    classes: set[str] = field(default_factory=set)  # names of classes (T = torch.Tensor), not followed further
 
     def copy(self) -> ModuleNames:
-        return ModuleNames(dict(self.modules), dict(self.paths), set(self.held), dict(self.returning))
+        return ModuleNames(dict(self.modules), dict(self.paths), set(self.held), dict(self.returning),
+                           set(self.classes))
 
     def is_module(self, name: str) -> bool:
         return name in self.modules and name not in self.held
@@ -89,11 +97,17 @@ class ModuleNames:
     def module_in(self, value: ast.AST) -> str | None:
         """The module that ``value`` can be or hold, if any."""
         if isinstance(value, ast.Name):
-            return self.modules.get(value.id)
+            return None if value.id in self.classes else self.modules.get(value.id)
         if isinstance(value, ast.Attribute) and (path := self.path_of(value)) is not None:
-            return path.split(".")[0] if is_module_or_class(path) else None
-        if isinstance(value, (ast.Attribute, ast.Subscript, ast.Starred, ast.NamedExpr)):
-            return self.module_in(value.value)  # mods[0], or an attribute of what a holder holds
+            # a class is followed where it is renamed (T = torch.Tensor), not through containers,
+            # loops and calls, where classes are ordinary values (for m in [nn.Linear, nn.Conv2d])
+            return path.split(".")[0] if kind_of(path) == "module" else None
+        if isinstance(value, ast.Attribute):
+            while isinstance(value, ast.Attribute):  # to the bottom of the chain at once
+                value = value.value
+            return self.module_in(value)  # an attribute of what a holder holds
+        if isinstance(value, (ast.Subscript, ast.Starred, ast.NamedExpr)):
+            return self.module_in(value.value)  # mods[0]
         parts: list[ast.AST] = []
         if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
             parts = value.elts
@@ -143,21 +157,38 @@ class ModuleNames:
         holder of it."""
         if all(name in self.modules for name in names):
             return []
-        module = self.module_in(value)
-        if module is None:
-            return []
         path = None
         if rename and isinstance(value, ast.Name) and self.is_module(value.id):
             path = self.paths.get(value.id)
-        elif rename and isinstance(value, ast.Attribute):
-            path = self.path_of(value)
+        elif rename and isinstance(value, ast.Attribute) and (path := self.path_of(value)) and not kind_of(path):
+            return []  # act = torch.tanh
+        module = path.split(".")[0] if path else self.module_in(value)
+        if module is None:
+            return []
         new = [name for name in names if name not in self.modules]
         self.modules.update(dict.fromkeys(new, module))
         if path is not None:
             self.paths.update(dict.fromkeys(new, path))
+            self.classes.update(new if kind_of(path) == "class" else ())
         else:
             self.held.update(new)
         return new
+
+
+def _imported_from(module: str, alias: ast.alias) -> list[tuple[str, str]]:
+    """``(name bound, its path)`` for the modules and classes that ``from module import ...``
+    binds; ``*`` binds every public one of a guarded module."""
+    if alias.name != "*":
+        path = f"{module}.{alias.name}"
+        return [(alias.asname or alias.name, path)] if kind_of(path) else []
+    if module not in GUARDED_MODULES:  # a guarded package itself, never a module the notebook names
+        return []
+    try:
+        public = getattr(importlib.import_module(module), "__all__", None)
+    except Exception:  # noqa: BLE001 - the kernel could not import it either
+        return []
+    return [(name, f"{module}.{name}") for name in public or () if isinstance(name, str)
+            and kind_of(f"{module}.{name}")]
 
 
 def _target_names(target: ast.AST) -> list[str]:
@@ -182,6 +213,19 @@ def _assignments(target: ast.AST, value: ast.AST) -> list[tuple[list[str], ast.A
             and not any(isinstance(e, ast.Starred) for e in [*target.elts, *value.elts]):
         return [pair for t, v in zip(target.elts, value.elts, strict=True) for pair in _assignments(t, v)]
     return [(_target_names(target), value, isinstance(target, ast.Name))]
+
+
+def _loop_bindings(target: ast.AST, iterable: ast.AST) -> list[tuple[list[str], ast.AST, bool]]:
+    """``for a, b in zip(x, y)`` binds ``a`` from ``x`` and ``b`` from ``y``; ``for i, m in
+    enumerate(xs)``, ``m`` from ``xs``; any other loop, every name from the whole iterable."""
+    if isinstance(target, ast.Tuple) and isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name) \
+            and not iterable.keywords and not any(isinstance(a, ast.Starred) for a in iterable.args):
+        name, arguments = iterable.func.id, iterable.args
+        if name == "zip" and len(arguments) == len(target.elts):
+            return [binding for t, a in zip(target.elts, arguments, strict=True) for binding in _loop_bindings(t, a)]
+        if name == "enumerate" and len(arguments) == 1 and len(target.elts) == 2:
+            return _loop_bindings(target.elts[1], arguments[0])
+    return [(_target_names(target), iterable, False)]
 
 
 def _parameters(function: Function) -> list[str]:
@@ -284,9 +328,11 @@ def module_names(tree: ast.AST, known: ModuleNames | None = None) -> ModuleNames
                 names.held.discard(bound)
         elif isinstance(node, ast.ImportFrom) and node.module:
             for a in node.names:
-                bound = a.asname or a.name
-                names.modules[bound], names.paths[bound] = node.module.split(".")[0], f"{node.module}.{a.name}"
-                names.held.discard(bound)
+                for bound, path in _imported_from(node.module, a):  # not values: from math import pi
+                    names.modules[bound], names.paths[bound] = node.module.split(".")[0], path
+                    names.held.discard(bound)
+                    if kind_of(path) == "class":
+                        names.classes.add(bound)
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             bindings += [binding for target in targets for binding in _assignments(target, node.value)]
@@ -294,7 +340,7 @@ def module_names(tree: ast.AST, known: ModuleNames | None = None) -> ModuleNames
                 if isinstance(target, ast.Name):
                     functions.setdefault(target.id, []).append(node.value)
         elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
-            bindings.append((_target_names(node.target), node.iter, False))
+            bindings += _loop_bindings(node.target, node.iter)
         elif isinstance(node, ast.withitem) and node.optional_vars is not None:
             bindings.append((_target_names(node.optional_vars), node.context_expr, False))
         elif isinstance(node, ast.Match):

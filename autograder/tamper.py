@@ -43,7 +43,8 @@ PROGRAM_MODULES = frozenset({"subprocess", "pty"})  # run other programs, as she
 OS_PROGRAM_CALLS = frozenset({"system", "popen", "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp",
                               "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp",
                               "spawnvpe", "posix_spawn", "posix_spawnp"})
-INSPECT_FRAMES = frozenset({"stack", "trace", "getinnerframes"})  # inspect's ways to the calling frames
+# inspect's ways to the calling frames, and to a module from anything it defined
+INSPECT_FRAMES = frozenset({"stack", "trace", "getinnerframes", "getmodule"})
 # Attributes that reach frames, other code's globals, the garbage collector's object lists,
 # tracing hooks, torch's function-mode stack (which watches the rules) or IPython's namespace.
 INTERPRETER_ATTRIBUTES = frozenset({
@@ -52,7 +53,7 @@ INTERPRETER_ATTRIBUTES = frozenset({
     "currentframe", "getouterframes", "get_referrers", "get_referents", "get_objects", "_pop_mode", "_push_mode",
     "_pop_torch_function_stack", "_push_on_torch_function_stack", "DisableTorchFunction",
     "DisableTorchFunctionSubclass", "_disabled_torch_function_impl", "_set_torch_function_mode", "user_ns",
-    "user_global_ns", "__self__", "__defaults__", "__kwdefaults__",
+    "user_global_ns", "__self__", "__defaults__", "__kwdefaults__", "__bases__", "__base__", "__mro__",
 })
 SYS_ATTRIBUTES = frozenset({"modules", "monitoring", "meta_path", "path_hooks"})  # only on the sys module
 # Attributes watched only on their own module (``torch.stack`` is not ``inspect.stack``):
@@ -81,12 +82,21 @@ def _ipython_to_python(source: str) -> str:
 
 
 def _through_class(node: ast.AST) -> bool:
-    """Whether ``node`` reaches a class from one of its objects: ``x.__class__``, ``type(x)``."""
+    """Whether ``node`` reaches a class from one of its objects (``x.__class__``, ``type(x)``),
+    other than a method's own object (``type(self)``)."""
     while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        if isinstance(node, ast.Attribute) and node.attr == "__class__" or isinstance(node, ast.Call) \
-                and isinstance(node.func, ast.Name) and node.func.id == "type" and len(node.args) == 1:
-            return True
-        node = node.func if isinstance(node, ast.Call) else node.value
+        if isinstance(node, ast.Attribute) and node.attr == "__class__":
+            owner = node.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type" \
+                and len(node.args) == 1:
+            owner = node.args[0]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
+                and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value == "__class__":
+            owner = node.args[0]
+        else:
+            node = node.func if isinstance(node, ast.Call) else node.value
+            continue
+        return not (isinstance(owner, ast.Name) and owner.id in ("self", "cls"))
     return False
 
 
@@ -209,6 +219,8 @@ class _Reader(ast.NodeVisitor):
             self.add(node, f"uses {node.attr}")
         elif what := _module_attribute(self.module_of(node.value), node.attr):
             self.add(node, what)
+        elif node.attr in SYS_ATTRIBUTES and isinstance(node.value, ast.Attribute) and node.value.attr == "sys":
+            self.add(node, f"uses sys.{node.attr}")  # os.sys.modules, torch.sys.modules
         elif node.attr == "__dict__" and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
             self.add(node, "uses __dict__")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and self.module_of(node) in GUARDED_MODULES \
@@ -217,8 +229,8 @@ class _Reader(ast.NodeVisitor):
             holder = f" ({root.id} can be or hold the {self.module_of(node)} module)" \
                 if isinstance(root, ast.Name) and root.id in self.names.held else ""
             self.add(node, f"assigns to {ast.unparse(node)[:80]}{holder}")
-        elif isinstance(node.ctx, (ast.Store, ast.Del)) and node.attr.startswith("__") and _through_class(node.value):
-            self.add(node, f"assigns to {ast.unparse(node)[:80]} (a method of a class, through its object)")
+        elif isinstance(node.ctx, (ast.Store, ast.Del)) and _through_class(node.value):
+            self.add(node, f"assigns to {ast.unparse(node)[:80]} (an attribute of a class, through one of its objects)")
         if any(word in node.attr for word in GRADING_WORDS):
             self.add(node, "names the grader")
         self.generic_visit(node)
@@ -234,6 +246,8 @@ class _Reader(ast.NodeVisitor):
         text = node.value if isinstance(node.value, str) else ""
         if text and not any(c.isspace() for c in text) and any(word in text for word in GRADING_WORDS):
             self.add(node, "names the grader")  # an identifier or path; prose with spaces is not
+        if text in INTERPRETER_ATTRIBUTES or text == "__dict__":  # getattr(f, "__globals__"), attrgetter(...)
+            self.add(node, f"uses {text} (named in a string)")
         if text.startswith("/proc/") or text == "/proc":
             self.add(node, "reads /proc (other processes, the grader's included)")
 
@@ -253,6 +267,8 @@ class _Reader(ast.NodeVisitor):
             module = self.module_of(node.args[0])
             if module in (GUARDED_MODULES if func.id != "getattr" else INTERPRETER_MODULES | {"sys"}):
                 self.add(node, f"calls {func.id}() on the {module} module")
+            elif func.id != "getattr" and _through_class(node.args[0]):
+                self.add(node, f"calls {func.id}() on a class, through one of its objects")
         if isinstance(func, ast.Name) and func.id == "vars" and not node.args:
             self.add(node, "uses vars() (the namespace as a dict)")
         elif isinstance(func, ast.Name) and func.id == "vars" and self.module_of(node.args[0]) in GUARDED_MODULES:
@@ -282,7 +298,10 @@ class _Reader(ast.NodeVisitor):
         code = strings[-1] if kind == "run_cell_magic" else " ".join(strings[1:])
         if kind == "run_line_magic":  # options such as -n 3 come first: keep what parses
             words = code.split()
-            code = next((" ".join(words[i:]) for i in range(len(words) + 1) if _parses(" ".join(words[i:]))), "")
+            # options come first and are few: try the first few starts only (a cell of thousands
+            # of words would otherwise be parsed once per word)
+            code = next((" ".join(words[i:]) for i in range(min(len(words), 12) + 1)
+                         if _parses(" ".join(words[i:]))), "")
         offset = getattr(node, "lineno", 1) + self.offset - (0 if kind == "run_cell_magic" else 1)
         self.found += findings_in(code, offset, self.names)
 

@@ -60,6 +60,13 @@ def test_what_a_module_provides_is_a_value_but_its_modules_and_classes_are_follo
     assert {"T", "G"}.isdisjoint(names.held)
 
 
+def test_classes_are_followed_where_renamed_not_through_containers_and_values_are_not_imported_as_modules():
+    names = names_in("from torch import Tensor, float32, testing\nfrom math import pi\nT = Tensor\n"
+                     "for C in [Tensor, np.float32]:\n    pass\nfor m in [testing]:\n    pass")
+    assert (names.paths["Tensor"], names.paths["T"], names.modules["m"]) == ("torch.Tensor", "torch.Tensor", "torch")
+    assert not {"float32", "pi", "C"} & set(names.modules)
+
+
 def test_a_name_defined_many_times_and_called_many_times_binds_every_definition():
     """Calls reach the parameters of every definition (the kernel may run any of them)."""
     source = "\n".join(f"def f(p{i}, *rest{i}):\n    pass" for i in range(300)) + "\n" + \

@@ -239,11 +239,28 @@ HELD = "({} can be or hold the {} module)"
     ("list({'a': torch}.values())[0].allclose = f", (1, "assigns to list({'a': torch}.values())[0].allclose")),
     ("from torch.backends import cudnn\ncudnn.torch.allclose = f", (2, "assigns to cudnn.torch.allclose")),
     ("torch.backends.cudnn.torch.allclose = f", (1, "assigns to torch.backends.cudnn.torch.allclose")),
-    ("type(torch.zeros(1)).__eq__ = f", (1, "assigns to type(torch.zeros(1)).__eq__ (a method of a class, through its object)")),
-    ("x = torch.zeros(1)\nx.__class__.__bool__ = f", (2, "assigns to x.__class__.__bool__ (a method of a class, through its object)")),
+    ("type(torch.zeros(1)).__eq__ = f", (1, "assigns to type(torch.zeros(1)).__eq__ (an attribute of a class, through one of its objects)")),
+    ("x = torch.zeros(1)\nx.__class__.__bool__ = f", (2, "assigns to x.__class__.__bool__ (an attribute of a class, through one of its objects)")),
     ("b = len.__self__\nb.isinstance = f", (1, "uses __self__")),
     ("def g(m=None):\n    m.allclose = f\ng.__defaults__ = (torch,)", (3, "uses __defaults__")),
     ("def g(*, m=None):\n    m.allclose = f\ng.__kwdefaults__ = {'m': torch}", (3, "uses __kwdefaults__")),
+    # found by a second review: classes patched through objects by any attribute, names in strings,
+    # sys reached through another module, a star import
+    ("type(x).allclose = f", (1, "assigns to type(x).allclose (an attribute of a class, through one of its objects)")),
+    ("setattr(type(x), '__eq__', f)", (1, "calls setattr() on a class, through one of its objects")),
+    ("getattr(x, '__class__').__eq__ = f",
+     (1, "assigns to getattr(x, '__class__').__eq__ (an attribute of a class, through one of its objects)")),
+    ("class E(torch.Tensor):\n    pass\nE.__bases__[0].__eq__ = f", (3, "uses __bases__")),
+    ("getattr(check, '__globals__')['check'] = fake", (1, "uses __globals__ (named in a string)")),
+    ("from operator import attrgetter\nattrgetter('__globals__')(check)['check'] = fake",
+     (2, "uses __globals__ (named in a string)")),
+    ("import os\nos.sys.modules['__main__'].check = fake", (2, "uses sys.modules")),
+    ("import inspect\ninspect.getmodule(torch.zeros).allclose = f", (2, "uses inspect.getmodule")),
+    ("from torch import *\nTensor.__eq__ = f", (2, "assigns to Tensor.__eq__")),
+    ("from torch import testing\nfor m in [testing]:\n    m.assert_close = f",
+     (3, f"assigns to m.assert_close {HELD.format('m', 'torch')}")),
+    ("for i, m in enumerate([np]):\n    m.allclose = f", (2, f"assigns to m.allclose {HELD.format('m', 'numpy')}")),
+    ("for x, m in zip(xs, [math]):\n    m.isclose = f", (2, f"assigns to m.isclose {HELD.format('m', 'math')}")),
 ])
 def test_a_module_reached_through_a_container_a_loop_or_a_call_is_followed(source, finding):
     assert finding in findings_in(source)
@@ -316,6 +333,17 @@ def test_a_magic_without_a_name_and_a_hand_written_magic_call():
     "    ax.plot(x, f(x))\n    ax.title.fontsize = 8",
     "class Scaler:\n    def scale(self, x):\n        self.factor = 2\ndef scale(x):\n    return x\nscale(np.nan)",
     "from torch.backends import cudnn\ncudnn.benchmark = True\ntorch.backends.cuda.matmul.allow_tf32 = True",
+    # values imported by name, numpy's scalar types, classes in containers, loops over zip; a second review
+    "from numpy import nan\nfrom math import pi\nX = np.arange(6.0)\nX[X > 3] = nan\nX.shape = (2, 3)\n"
+    "def f(x):\n    return torch.sin(x)\nf(pi)\nx = torch.ones(3)\nx.grad = None",
+    "for p in [np.float32, np.float64]:\n    print(np.finfo(p).eps)\nfor p in net.parameters():\n"
+    "    p.requires_grad = False",
+    "from torch.optim import SGD, Adam\nfor Opt, net in zip([SGD, Adam], [nn.Linear(2, 1), nn.Linear(2, 1)]):\n"
+    "    opt = Opt(net.parameters(), lr=0.1)\n    net.weight.requires_grad = True",
+    "def init_weights(m):\n    m.weight.data = torch.randn_like(m.weight) * 0.01\nfor m in [nn.Linear, nn.Conv2d]:\n"
+    "    print(m.__name__)",
+    "for ax, (name, opt) in zip(axes, optimizers.items()):\n    ax.xaxis.labelpad = 10\n"
+    "class Counter:\n    def bump(self):\n        type(self).count += 1\n        self.__class__.seen = True",
 ])
 def test_ordinary_deep_learning_code_is_not_flagged(source):
     assert findings_in(source) == []
