@@ -6,8 +6,10 @@ Read from the code's text, flow-insensitively (a name bound to a module anywhere
 everywhere), so that patching a module under another name is found. What a module merely
 provides is not the module: ``torch.tanh``, ``np.nan`` and ``torch.float32`` are values,
 found so by looking the attribute up in the installed package (only in the guarded
-packages, imported by their fixed names, never by a name the notebook wrote); ``torch.nn``,
-``torch.testing`` and ``torch.Tensor`` (a class whose methods can be patched) are followed.
+packages, imported by their fixed names, never by a name the notebook wrote); ``torch.nn``
+and ``torch.testing`` are followed, and so is ``torch.Tensor`` (a class whose methods can be
+patched) where it is renamed, though not through containers, loops and calls, where classes
+are ordinary values (``for layer in [nn.Linear, nn.Conv2d]``).
 """
 
 from __future__ import annotations
