@@ -153,6 +153,14 @@ class ModuleNames:
         """``np`` or ``np.random``: a name that is a module, or a path under one."""
         return isinstance(node, ast.Name) and self.is_module(node.id) or self.path_of(node) is not None
 
+    def define(self, names: list[str], path: str, is_class: bool = False) -> None:
+        """``names`` are now the module (or class) at ``path``: an import or a rename."""
+        for name in names:
+            self.modules[name], self.paths[name] = path.split(".")[0], path
+            self.held.discard(name)
+            if is_class:
+                self.classes.add(name)
+
     def bind(self, names: list[str], value: ast.AST, rename: bool = False) -> list[str]:
         """Those of ``names`` that newly stand for a module, taken from ``value``; a rename
         (``T = torch``, ``F = torch.nn.functional``) makes a name that module, anything else a
@@ -168,11 +176,10 @@ class ModuleNames:
         if module is None:
             return []
         new = [name for name in names if name not in self.modules]
-        self.modules.update(dict.fromkeys(new, module))
         if path is not None:
-            self.paths.update(dict.fromkeys(new, path))
-            self.classes.update(new if kind_of(path) == "class" else ())
+            self.define(new, path, kind_of(path) == "class")
         else:
+            self.modules.update(dict.fromkeys(new, module))
             self.held.update(new)
         return new
 
@@ -300,17 +307,17 @@ def _mentioned(*values: ast.AST) -> set[str]:
     return {node.id for value in values for node in ast.walk(value) if isinstance(node, ast.Name)}
 
 
-def _calls(node: ast.Call, functions: dict[str, list[Function]]) -> list[tuple[str | int, list[Function], list, list]]:
-    """``(the callee's name or lambda's id, functions called, arguments, keywords)``:
-    ``map(patch, [torch])`` calls ``patch``."""
+def _called(node: ast.Call, functions: dict[str, list[Function]]) -> tuple[str | int, list[Function], list, list] | None:
+    """``(the callee's name or lambda's id, functions called, arguments, keywords)``, or None
+    where the notebook defines no function called: ``map(patch, [torch])`` calls ``patch``."""
     callee, arguments, keywords = node.func, node.args, node.keywords
     if isinstance(callee, ast.Name) and callee.id in ("map", "filter") and arguments:
         callee, arguments, keywords = arguments[0], arguments[1:], []
     if isinstance(callee, ast.Lambda):
-        return [(id(callee), [callee], arguments, keywords)]
+        return id(callee), [callee], arguments, keywords
     if isinstance(callee, ast.Name) and callee.id in functions:
-        return [(callee.id, functions[callee.id], arguments, keywords)]
-    return []
+        return callee.id, functions[callee.id], arguments, keywords
+    return None
 
 
 def module_names(tree: ast.AST, known: ModuleNames | None = None) -> ModuleNames:
@@ -326,15 +333,11 @@ def module_names(tree: ast.AST, known: ModuleNames | None = None) -> ModuleNames
         if isinstance(node, ast.Import):
             for a in node.names:
                 bound = a.asname or a.name.split(".")[0]
-                names.modules[bound], names.paths[bound] = a.name.split(".")[0], a.name if a.asname else bound
-                names.held.discard(bound)
+                names.define([bound], a.name if a.asname else bound)
         elif isinstance(node, ast.ImportFrom) and node.module:
             for a in node.names:
                 for bound, path in _imported_from(node.module, a):  # not values: from math import pi
-                    names.modules[bound], names.paths[bound] = node.module.split(".")[0], path
-                    names.held.discard(bound)
-                    if kind_of(path) == "class":
-                        names.classes.add(bound)
+                    names.define([bound], path, kind_of(path) == "class")
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             bindings += [binding for target in targets for binding in _assignments(target, node.value)]
@@ -370,15 +373,16 @@ def module_names(tree: ast.AST, known: ModuleNames | None = None) -> ModuleNames
         for targets, value, rename in bindings]
     signatures: dict[str | int, _Parameters] = {}  # callee -> the parameters of its definitions
     for call in calls:
-        for callee, called, arguments, keywords in _calls(call, functions):
-            if callee not in signatures:
-                signatures[callee] = _Parameters(called)
-            parameters = signatures[callee]
-            given: list[tuple[int | str | None, ast.AST]] = [
-                (None if isinstance(a, ast.Starred) else i, a) for i, a in enumerate(arguments)]
-            given += [(k.arg, k.value) for k in keywords]
-            rules += [(_mentioned(argument), functools.partial(_bind_parameters, names, parameters, position, argument))
-                      for position, argument in given]
+        if (found := _called(call, functions)) is None:
+            continue
+        callee, called, arguments, keywords = found
+        if callee not in signatures:
+            signatures[callee] = _Parameters(called)
+        given: list[tuple[int | str | None, ast.AST]] = [
+            (None if isinstance(a, ast.Starred) else i, a) for i, a in enumerate(arguments)]
+        given += [(k.arg, k.value) for k in keywords]
+        rules += [(_mentioned(argument), functools.partial(_bind_parameters, names, signatures[callee], position,
+                                                           argument)) for position, argument in given]
     for name, defined in functions.items():
         returned = [value for function in defined for value in _returned(function)]
         rules.append((_mentioned(*returned), functools.partial(_bind_return, names, name, returned)))

@@ -223,10 +223,10 @@ class _Reader(ast.NodeVisitor):
             self.add(node, f"uses sys.{node.attr}")  # os.sys.modules, torch.sys.modules
         elif node.attr == "__dict__" and not (isinstance(node.value, ast.Name) and node.value.id == "self"):
             self.add(node, "uses __dict__")
-        if isinstance(node.ctx, (ast.Store, ast.Del)) and self.module_of(node) in GUARDED_MODULES \
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and (module := self.module_of(node)) in GUARDED_MODULES \
                 and not self.is_setting(node):
             root = root_of(node)
-            holder = f" ({root.id} can be or hold the {self.module_of(node)} module)" \
+            holder = f" ({root.id} can be or hold the {module} module)" \
                 if isinstance(root, ast.Name) and root.id in self.names.held else ""
             self.add(node, f"assigns to {ast.unparse(node)[:80]}{holder}")
         elif isinstance(node.ctx, (ast.Store, ast.Del)) and _through_class(node.value):
